@@ -1,0 +1,1 @@
+"""Device profiles, benchmarks and deployment."""

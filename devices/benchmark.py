@@ -1,0 +1,68 @@
+"""Latency of every bundle variant per backend at batch 1: medians and p95 over many runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecam.runtime.backends import create_backend
+from edgecam.runtime.bundle import load_bundle
+
+
+def time_calls(fn: Any, runs: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples[i] = time.perf_counter() - t0
+    ms = samples * 1000.0
+    return {
+        "p50_ms": round(float(np.median(ms)), 4),
+        "p95_ms": round(float(np.percentile(ms, 95)), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "fps": round(1000.0 / float(np.median(ms)), 1),
+    }
+
+
+def benchmark_bundle(
+    bundle: str | Path,
+    backends: tuple[str, ...] = ("onnxruntime", "openvino"),
+    runs: int = 200,
+    warmup: int = 20,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (variant, backend that can run it): p50/p95 latency of inference alone, batch 1."""
+    b = load_bundle(bundle)
+    x = np.random.default_rng(0).standard_normal((1, *b.preprocess.input_shape)).astype(np.float32)
+    rows = []
+    for vname, var in b.variants.items():
+        for bname in backends:
+            engine = create_backend(bname)
+            if var.format not in engine.formats or (bname == "openvino" and var.format == "onnx"):
+                continue
+            engine.load(b.path_of(var), threads=threads, precision=var.precision)
+            row = {
+                "variant": vname,
+                "backend": bname,
+                "precision": var.precision,
+                **time_calls(lambda e=engine: e.infer(x), runs, warmup),
+            }
+            row["engine"] = engine.info()
+            row["size_kb"] = round(sum(f["size_bytes"] for f in var.files.values()) / 1024, 1)
+            rows.append(row)
+            del engine
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'variant':<16}{'backend':<13}{'p50 ms':>9}{'p95 ms':>9}{'FPS':>9}{'size KB':>10}"]
+    for r in rows:
+        lines.append(
+            f"{r['variant']:<16}{r['backend']:<13}{r['p50_ms']:>9.3f}{r['p95_ms']:>9.3f}{r['fps']:>9.1f}{r['size_kb']:>10.1f}"
+        )
+    return "\n".join(lines)

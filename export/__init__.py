@@ -1,0 +1,1 @@
+"""Export: ONNX, OpenVINO, parity checks and the bundle writer."""

@@ -1,0 +1,1 @@
+"""Everything needed on the device: bundle, preprocessing, backends, postprocessing, sources, sinks, `edgecam run`. Never imports torch."""

@@ -1,0 +1,169 @@
+"""Read and check a bundle: a directory with model files and `edgecam.json`, everything the runtime needs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.preprocess import PreprocessSpec
+
+MANIFEST = "edgecam.json"
+SCHEMA_VERSION = 1
+TASKS = ("classify", "detect")
+# The keys that also travel inside ONNX metadata_props and OpenVINO rt_info, so a lone model file is usable.
+METADATA_KEYS = ("edgecam_schema", "task", "class_names", "preprocess", "model")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Variant:
+    """One runnable form of the model: a file, its format and precision, its checksums and measured metrics."""
+
+    name: str
+    format: str  # "onnx" | "openvino"
+    precision: str  # "fp32" | "fp16" | "int8"
+    file: str
+    files: dict[str, dict[str, Any]]  # relative path -> {"sha256", "size_bytes"}
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "precision": self.precision,
+            "file": self.file,
+            "files": self.files,
+            "metrics": self.metrics,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> Variant:
+        known = {"format", "precision", "file", "files", "metrics"}
+        missing = {"format", "precision", "file", "files"} - set(data)
+        if missing:
+            raise EdgecamError(f"variant {name!r} lacks {sorted(missing)}", path=MANIFEST)
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(name, data["format"], data["precision"], data["file"], data["files"], data.get("metrics", {}), extra)
+
+
+@dataclass
+class Bundle:
+    """A parsed bundle directory."""
+
+    root: Path
+    manifest: dict[str, Any]
+    variants: dict[str, Variant]
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.manifest["class_names"])
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self.manifest["preprocess"])
+
+    def variant(self, name: str | None = None, fmt: tuple[str, ...] | None = None) -> Variant:
+        """The named variant, or the default one among those whose format is in `fmt`."""
+        if name is not None:
+            if name not in self.variants:
+                raise EdgecamError(
+                    f"bundle has no variant {name!r}", path=self.root, fix=f"choose one of {sorted(self.variants)}"
+                )
+            chosen = self.variants[name]
+            if fmt is not None and chosen.format not in fmt:
+                raise EdgecamError(
+                    f"variant {name!r} is {chosen.format}, which this backend cannot run",
+                    path=self.root,
+                    fix=f"choose a variant in format {' or '.join(fmt)}",
+                )
+            return chosen
+        order = list(self.manifest.get("default_variants", [])) + list(self.variants)
+        for vname in order:
+            var = self.variants.get(vname)
+            if var is not None and (fmt is None or var.format in fmt):
+                return var
+        raise EdgecamError(f"bundle has no variant this backend can run (formats {fmt})", path=self.root)
+
+    def path_of(self, variant: Variant) -> Path:
+        return self.root / variant.file
+
+    def verify_checksums(self) -> list[str]:
+        """Every listed file's sha256; returns the problems found (an empty list means intact)."""
+        problems = []
+        for var in self.variants.values():
+            for rel, info in var.files.items():
+                path = self.root / rel
+                if not path.is_file():
+                    problems.append(f"{rel}: missing")
+                elif sha256_file(path) != info.get("sha256"):
+                    problems.append(f"{rel}: sha256 differs from the manifest (file changed or corrupt)")
+        return problems
+
+
+def load_bundle(path: str | Path, check: bool = True) -> Bundle:
+    """Read `edgecam.json` from a bundle directory, validating what the runtime relies on."""
+    root = Path(path)
+    if root.is_file() and root.name == MANIFEST:
+        root = root.parent
+    mpath = root / MANIFEST
+    if not root.exists():
+        raise EdgecamError("bundle not found", path=root, fix="give the directory written by `edgecam export`")
+    if not mpath.is_file():
+        raise EdgecamError(
+            f"not a bundle: no {MANIFEST}", path=root, fix="give the directory written by `edgecam export`"
+        )
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgecamError(f"corrupt manifest: {exc}", path=mpath, fix="re-export the bundle") from None
+    if not isinstance(manifest, dict):
+        raise EdgecamError("corrupt manifest: not a JSON object", path=mpath, fix="re-export the bundle")
+    missing = [k for k in ("schema_version", "task", "class_names", "preprocess", "variants") if k not in manifest]
+    if missing:
+        raise EdgecamError(f"manifest lacks {missing}", path=mpath, fix="re-export the bundle")
+    if manifest["schema_version"] > SCHEMA_VERSION:
+        raise EdgecamError(
+            f"manifest schema {manifest['schema_version']} is newer than this edgecam ({SCHEMA_VERSION})",
+            path=mpath,
+            fix="upgrade edgecam on the device",
+        )
+    if manifest["task"] not in TASKS:
+        raise EdgecamError(f"unknown task {manifest['task']!r}", path=mpath)
+    variants = {n: Variant.from_dict(n, d) for n, d in manifest["variants"].items()}
+    if not variants:
+        raise EdgecamError("bundle lists no model variants", path=mpath, fix="re-export the bundle")
+    bundle = Bundle(root, manifest, variants)
+    bundle.preprocess  # noqa: B018 - validates the spec now rather than on the first frame
+    if check:
+        for var in variants.values():
+            for rel in var.files:
+                if not (root / rel).is_file():
+                    raise EdgecamError(
+                        f"bundle file {rel} is missing", path=root, fix="copy the whole bundle directory"
+                    )
+    return bundle
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
+    """Write the manifest atomically so an interrupted export never leaves a half-written file."""
+    path = root / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path

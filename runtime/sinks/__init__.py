@@ -1,0 +1,1 @@
+"""Output sinks: annotated video, JSON lines."""

@@ -1,0 +1,39 @@
+"""Per-stage timing with bounded memory: p50/p95 over a sliding window, totals over the whole run."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+
+class StageTimes:
+    """Record seconds per named stage; summaries in milliseconds."""
+
+    def __init__(self, window: int = 2048) -> None:
+        self.window = window
+        self._samples: dict[str, deque[float]] = {}
+        self._count: dict[str, int] = {}
+        self._total: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        if stage not in self._samples:
+            self._samples[stage] = deque(maxlen=self.window)
+            self._count[stage] = 0
+            self._total[stage] = 0.0
+        self._samples[stage].append(seconds)
+        self._count[stage] += 1
+        self._total[stage] += seconds
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for stage, values in self._samples.items():
+            arr = np.asarray(values) * 1000.0
+            out[stage] = {
+                "count": self._count[stage],
+                "mean_ms": round(self._total[stage] * 1000.0 / self._count[stage], 3),
+                "p50_ms": round(float(np.percentile(arr, 50)), 3),
+                "p95_ms": round(float(np.percentile(arr, 95)), 3),
+            }
+        return out

@@ -1,0 +1,1 @@
+"""Training side: datasets, augmentation, models, trainer (torch is imported only by the modules that need it)."""

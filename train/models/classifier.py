@@ -1,0 +1,93 @@
+"""ECNet: a compact depthwise-separable classifier family for 64-224 px inputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgecam.train.models.layers import ConvBN, GaussianNoise, InvertedResidual, make_divisible
+from edgecam.train.registry import register_model
+
+# (expand ratio, output channels at width 1.0, repeats, first stride)
+_STAGES = [(1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 80, 2, 2), (4, 112, 1, 1), (4, 160, 1, 2)]
+
+
+class ECNet(nn.Module):
+    """Stem -> inverted-residual stages -> 1x1 head -> global pooling -> dropout -> linear."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        width: float = 1.0,
+        depth: float = 1.0,
+        act: str = "relu6",
+        pooling: str = "avg",
+        dropout: float = 0.2,
+        hidden_noise: float = 0.0,
+        head_channels: int = 512,
+        stages: int = len(_STAGES),
+        batchnorm: bool = True,
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError("a classifier needs at least 2 classes")
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        cin = make_divisible(16 * width)
+        bn = batchnorm
+        layers: list[nn.Module] = [ConvBN(3, cin, 3, 2, act=act, bn=bn)]
+        for expand, channels, repeats, stride in _STAGES[:stages]:
+            cout = make_divisible(channels * width)
+            for i in range(max(1, round(repeats * depth))):
+                layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, act, bn))
+                cin = cout
+        head = make_divisible(head_channels * min(width, 1.0))
+        layers.append(ConvBN(cin, head, 1, act=act, bn=bn))
+        self.features = nn.Sequential(*layers)
+        self.noise = GaussianNoise(hidden_noise)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(head, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.noise(self.features(x))
+        x = torch.flatten(self.pool(x), 1)
+        return self.classifier(self.dropout(x))
+
+
+@register_model("classify")
+def ecnet_s(num_classes: int, **kwargs) -> ECNet:
+    """Small (~0.25 width): the default for shelf-slot crops and scene classification at 64-128 px."""
+    return ECNet(num_classes, **{"width": 0.5, "depth": 0.75, "head_channels": 256, **kwargs})
+
+
+@register_model("classify")
+def ecnet_m(num_classes: int, **kwargs) -> ECNet:
+    """Medium: width 1.0, for harder data at 128-224 px."""
+    return ECNet(num_classes, **{"width": 1.0, **kwargs})
+
+
+@register_model("classify")
+def ecnet_tiny(num_classes: int, **kwargs) -> ECNet:
+    """Tiny: for very small inputs or tight budgets."""
+    return ECNet(num_classes, **{"width": 0.35, "depth": 0.5, "head_channels": 128, "stages": 5, **kwargs})
+
+
+@register_model("classify")
+def test_tiny(num_classes: int, **kwargs) -> ECNet:
+    """A few thousand parameters: for tests that must run in seconds."""
+    return ECNet(num_classes, **{"width": 0.25, "depth": 0.34, "head_channels": 32, "stages": 3, **kwargs})

@@ -1,0 +1,73 @@
+"""Building blocks that export cleanly to ONNX and quantize well to INT8 (conv, BN, ReLU-family only)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channel counts to multiples of 8: SIMD-friendly and what pruning later rounds to as well."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name](inplace=True)
+
+
+class ConvBN(nn.Sequential):
+    """conv -> BatchNorm -> activation (the BN folds into the conv at export)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int = 3,
+        s: int = 1,
+        groups: int = 1,
+        act: str | None = "relu",
+        bn: bool = True,
+    ):
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=not bn)]
+        if bn:
+            layers.append(nn.BatchNorm2d(cout))
+        if act:
+            layers.append(activation(act))
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 project, residual when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: float, act: str, bn: bool = True):
+        super().__init__()
+        hidden = make_divisible(cin * expand)
+        layers: list[nn.Module] = []
+        if hidden != cin:
+            layers.append(ConvBN(cin, hidden, 1, act=act, bn=bn))
+        layers += [
+            ConvBN(hidden, hidden, 3, stride, groups=hidden, act=act, bn=bn),
+            ConvBN(hidden, cout, 1, act=None, bn=bn),
+        ]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x) if self.residual else self.block(x)
+
+
+class GaussianNoise(nn.Module):
+    """Hidden-layer noise injection: adds N(0, std) during training only, identity at inference/export."""
+
+    def __init__(self, std: float = 0.0):
+        super().__init__()
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.std > 0:
+            return x + torch.randn_like(x) * self.std
+        return x

@@ -1,0 +1,247 @@
+"""The classifier trainer: seeded, with every regulariser a config switch, progress, CSV, plots, checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.imagefolder import load_splits
+from edgecam.runtime.metrics import classification_report
+from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train.checkpoint import save_checkpoint
+from edgecam.train.config import TrainConfig
+from edgecam.train.data import ClassificationDataset
+from edgecam.train.plots import plot_confusion, plot_curves
+from edgecam.train.registry import create_model, model_task
+
+
+@dataclass
+class TrainResult:
+    best: Path
+    last: Path
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    epochs_run: int
+    seconds: float
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best": str(self.best),
+            "last": str(self.last),
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "epochs_run": self.epochs_run,
+            "seconds": round(self.seconds, 1),
+            "stopped_early": self.stopped_early,
+            "plots": [str(p) for p in self.plots],
+        }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on BatchNorm and biases: decaying them only hurts."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    total = cfg.epochs * steps_per_epoch
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, classes: tuple[str, ...]) -> dict[str, Any]:
+    model.eval()
+    losses, preds, targets = [], [], []
+    for x, y in loader:
+        logits = model(x)
+        losses.append(criterion(logits, y).item() * len(y))
+        preds.append(logits.argmax(1).numpy())
+        targets.append(y.numpy())
+    y_true, y_pred = np.concatenate(targets), np.concatenate(preds)
+    report = classification_report(y_true, y_pred, classes)
+    report["loss"] = float(sum(losses) / len(y_true))
+    return report
+
+
+def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "num_classes": num_classes,
+        "dropout": cfg.dropout,
+        "pooling": cfg.pooling,
+        "hidden_noise": cfg.hidden_noise,
+        "batchnorm": cfg.batchnorm,
+    }
+    if cfg.width is not None:
+        args["width"] = cfg.width
+    if cfg.act is not None:
+        args["act"] = cfg.act
+    return args
+
+
+def train_classifier(cfg: TrainConfig) -> TrainResult:
+    """Train, early-stop on validation top-1, write best.pt/last.pt, metrics.csv, plots and results.json."""
+    if model_task(cfg.model) != "classify":
+        raise EdgecamError(f"model {cfg.model!r} is not a classifier", fix="pick a model for --task classify")
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = PreprocessSpec.square(cfg.imgsz)
+    train_split, val_split = load_splits(cfg.data, cfg.val_fraction, cfg.seed)
+    classes = train_split.classes
+    train_ds = ClassificationDataset(train_split, spec, cfg.augment, cfg.seed, "training images")
+    val_ds = ClassificationDataset(val_split, spec, None, cfg.seed, "validation images")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(
+        train_ds, batch_size=cfg.batch, shuffle=True, generator=gen, drop_last=len(train_ds) > cfg.batch
+    )
+    val_dl = DataLoader(val_ds, batch_size=max(cfg.batch, 128))
+
+    args = model_args(cfg, len(classes))
+    model = create_model(cfg.model, **args)
+    opt = _optimizer(model, cfg)
+    sched = _scheduler(opt, cfg, len(train_dl))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    eval_criterion = nn.CrossEntropyLoss()
+    (out / "config.yaml").write_text(_yaml(cfg.to_dict()))
+
+    history: list[dict[str, float]] = []
+    best_acc, best_epoch, best_metrics, stale, stopped_early = -1.0, 0, {}, 0, False
+    start = time.time()
+    csv_path = out / "metrics.csv"
+    for epoch in range(1, cfg.epochs + 1):
+        train_ds.set_epoch(epoch)
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        for x, y in bar:
+            if cfg.input_noise > 0:
+                x = x + torch.randn_like(x) * cfg.input_noise
+            logits = model(x)
+            loss = criterion(logits, y)
+            if cfg.l1 > 0:
+                loss = loss + cfg.l1 * l1_penalty(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        val = evaluate(model, val_dl, eval_criterion, classes)
+        row = {
+            "epoch": epoch,
+            "train_loss": total_loss / seen,
+            "train_acc": correct / seen,
+            "val_loss": val["loss"],
+            "val_acc": val["top1"],
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.time() - start,
+        }
+        history.append(row)
+        _append_csv(csv_path, row, first=epoch == 1)
+        improved = val["top1"] > best_acc
+        metrics = {"top1": val["top1"], "val_loss": val["loss"], "per_class": val["per_class"]}
+        common = dict(name=cfg.model, args=args, task="classify", class_names=classes, spec=spec, config=cfg.to_dict())
+        save_checkpoint(out / "last.pt", model, epoch=epoch, metrics=metrics, **common)
+        if improved:
+            best_acc, best_epoch, best_metrics, stale = (
+                val["top1"],
+                epoch,
+                {**metrics, "confusion_matrix": val["confusion_matrix"]},
+                0,
+            )
+            save_checkpoint(out / "best.pt", model, epoch=epoch, metrics=metrics, **common)
+        else:
+            stale += 1
+        if cfg.progress:
+            mark = " *" if improved else ""
+            tqdm.write(
+                f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  train {row['train_acc']:.4f}  "
+                f"val {row['val_acc']:.4f}  val_loss {row['val_loss']:.4f}{mark}"
+            )
+        if cfg.patience and stale >= cfg.patience:
+            stopped_early = True
+            break
+        if cfg.time_limit and (time.time() - start) / 60 >= cfg.time_limit:
+            stopped_early = True
+            break
+
+    plots = [
+        plot_curves(history, out / "curves.png"),
+        plot_confusion(np.asarray(best_metrics["confusion_matrix"]), classes, out / "confusion_matrix.png"),
+    ]
+    result = TrainResult(
+        out / "best.pt",
+        out / "last.pt",
+        best_epoch,
+        best_metrics,
+        len(history),
+        time.time() - start,
+        stopped_early,
+        history,
+        plots,
+    )
+    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def _append_csv(path: Path, row: dict[str, float], first: bool) -> None:
+    with open(path, "w" if first else "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if first:
+            writer.writeheader()
+        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
