@@ -114,7 +114,9 @@ def cmd_val(args: argparse.Namespace) -> int:
     from edgecam.runtime.evaluate import format_report
 
     if not Path(args.model).exists():
-        raise EdgecamError("no such checkpoint or bundle", path=args.model, fix="give RUN_DIR/best.pt or a bundle folder")
+        raise EdgecamError(
+            "no such checkpoint or bundle", path=args.model, fix="give RUN_DIR/best.pt or a bundle folder"
+        )
     if _is_bundle(args.model):
         from edgecam.runtime.evaluate import evaluate_bundle
 
@@ -174,6 +176,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     names = list_models()
     _emit(args, {n: model_task(n) for n in names}, "\n".join(f"{n:<16}{model_task(n)}" for n in names))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgecam.demo import run_demo
+
+    result = run_demo(args.out, n=args.n, epochs=args.epochs, time_limit=args.time_limit)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -248,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
 
     add("models", cmd_models, "list the registered model families")
+
+    p = add("demo", cmd_demo, "the end-to-end demo: synth data, train, export, run on a shelf video")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--n", type=int, default=3000, help="synthetic images")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--time-limit", type=float, default=4.0, help="training minutes at most")
     return parser
 
 

@@ -35,4 +35,4 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str
             h.remove()
         model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
-    return {"gflops": round(2 * macs / 1e9, 5), "params_m": round(params / 1e6, 5)}
+    return {"gflops": float(f"{2 * macs / 1e9:.6g}"), "params_m": float(f"{params / 1e6:.6g}")}

@@ -130,10 +130,10 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     spec = PreprocessSpec.square(cfg.imgsz)
     train_split, val_split = load_splits(cfg.data, cfg.val_fraction, cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     classes = train_split.classes
     train_ds = ClassificationDataset(train_split, spec, cfg.augment, cfg.seed, "training images")
     val_ds = ClassificationDataset(val_split, spec, None, cfg.seed, "validation images")

@@ -1,0 +1,69 @@
+"""The command line: thin layers, --json for scripts, one-line errors with a non-zero exit, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def edgecam(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgecam", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "val", "export", "run", "benchmark", "models", "data"])
+def test_help_explains_every_command(command):
+    result = edgecam(command, "--help")
+    assert result.returncode == 0 and "usage: edgecam" in result.stdout
+
+
+def _bad_inputs(tmp_path):
+    not_bundle = tmp_path / "empty_dir"
+    not_bundle.mkdir()
+    corrupt = tmp_path / "corrupt_bundle"
+    corrupt.mkdir()
+    (corrupt / "edgecam.json").write_text("{ not json")
+    return [
+        (["run", str(tmp_path / "missing"), "--source", "x.mp4"], "bundle not found"),
+        (["run", str(not_bundle), "--source", "x.mp4"], "no edgecam.json"),
+        (["run", str(corrupt), "--source", "x.mp4"], "corrupt manifest"),
+        (["val", str(tmp_path / "missing.pt"), "--data", str(tmp_path)], "no such checkpoint or bundle"),
+        (["train", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "o")], "dataset folder not found"),
+        (["train", "--out", str(tmp_path / "o")], "no dataset given"),
+        (["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "b")], "checkpoint not found"),
+        (["run", str(not_bundle), "--source", "x.mp4", "--roi", "1,2,3"], "x,y,w,h"),
+    ]
+
+
+def test_bad_input_gives_one_line_and_no_traceback(tmp_path):
+    for args, expected in _bad_inputs(tmp_path):
+        result = edgecam(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert expected in result.stderr, (args, result.stderr)
+
+
+def test_val_json_is_one_document(exported_bundle, color_data):
+    result = edgecam("val", str(exported_bundle), "--data", str(color_data), "--backend", "onnxruntime", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["variant"] == "onnx-fp32" and report["n"] == 36 and 0.0 <= report["top1"] <= 1.0
+
+
+def test_wrong_task_bundle_is_refused(exported_bundle, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "det"
+    shutil.copytree(exported_bundle, bundle)
+    manifest = json.loads((bundle / "edgecam.json").read_text())
+    manifest["task"] = "detect"
+    (bundle / "edgecam.json").write_text(json.dumps(manifest))
+    result = edgecam("val", str(bundle), "--data", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "detect" in result.stderr
+
+
+def test_models_lists_the_registry():
+    result = edgecam("models", "--json")
+    assert json.loads(result.stdout)["ecnet_s"] == "classify"
