@@ -70,12 +70,14 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("threads", int, "torch threads"),
     ("time_limit", float, "stop after the epoch that passes this many minutes"),
     ("val_fraction", float, "validation fraction when the data has no val/ folder"),
+    ("mosaic", float, "detection: probability of a 4-image mosaic"),
+    ("close_mosaic", int, "detection: turn mosaic off for the last N epochs"),
+    ("workers", int, "data-loading worker processes"),
 ]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from edgecam.train.config import load_config
-    from edgecam.train.trainer import train_classifier
 
     overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _TRAIN_FLAGS}
     overrides["task"] = args.task
@@ -90,15 +92,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         from edgecam.runtime.errors import EdgecamError
 
         raise EdgecamError("no dataset given", fix="pass --data DIR or set data: in the --config file")
-    if cfg.task != "classify":
-        from edgecam.runtime.errors import EdgecamError
+    if cfg.task == "detect":
+        from edgecam.train.detection.trainer import train_detector
 
-        raise EdgecamError("--task detect is not available in this version yet", fix="use --task classify")
-    result = train_classifier(cfg)
+        result = train_detector(cfg)
+        score = (
+            f"best val mAP@0.5 {result.best_metrics['map50']:.4f}, mAP@0.5:0.95 {result.best_metrics['map50_95']:.4f}"
+        )
+    else:
+        from edgecam.train.trainer import train_classifier
+
+        result = train_classifier(cfg)
+        score = f"best val top-1 {result.best_metrics['top1']:.4f}"
     text = (
-        f"best val top-1 {result.best_metrics['top1']:.4f} at epoch {result.best_epoch} "
-        f"({result.epochs_run} epochs, {result.seconds:.0f} s)\ncheckpoint: {result.best}\n"
-        f"plots: {', '.join(str(p) for p in result.plots)}"
+        f"{score} at epoch {result.best_epoch} ({result.epochs_run} epochs, {result.seconds:.0f} s)\n"
+        f"checkpoint: {result.best}\nplots: {', '.join(str(p) for p in result.plots)}"
     )
     _emit(args, result.to_dict(), text)
     return 0
@@ -188,6 +196,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    from edgecam.devices.report import write_benchmarks
+
+    path = write_benchmarks(args.work, args.out, runs=args.runs)
+    print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -260,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("models", cmd_models, "list the registered model families")
 
+    p = add("bench-report", cmd_bench_report, "benchmark the demo bundle side by side and write BENCHMARKS.md")
+    p.add_argument("--work", default="runs/demo", help="demo folder (built first when missing)")
+    p.add_argument("--out", default="BENCHMARKS.md")
+    p.add_argument("--runs", type=int, default=500)
+
     p = add("demo", cmd_demo, "the end-to-end demo: synth data, train, export, run on a shelf video")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--n", type=int, default=3000, help="synthetic images")
@@ -278,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgecamError as exc:
         print(f"edgecam {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `edgecam ... --json | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"edgecam {args.command}: interrupted", file=sys.stderr)
         return 130

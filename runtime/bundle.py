@@ -53,7 +53,7 @@ class Variant:
         known = {"format", "precision", "file", "files", "metrics"}
         missing = {"format", "precision", "file", "files"} - set(data)
         if missing:
-            raise EdgecamError(f"variant {name!r} lacks {sorted(missing)}", path=MANIFEST)
+            raise EdgecamError(f"variant {name!r} lacks {sorted(missing)}")
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(name, data["format"], data["precision"], data["file"], data["files"], data.get("metrics", {}), extra)
 
@@ -145,11 +145,16 @@ def load_bundle(path: str | Path, check: bool = True) -> Bundle:
         )
     if manifest["task"] not in TASKS:
         raise EdgecamError(f"unknown task {manifest['task']!r}", path=mpath)
-    variants = {n: Variant.from_dict(n, d) for n, d in manifest["variants"].items()}
-    if not variants:
-        raise EdgecamError("bundle lists no model variants", path=mpath, fix="re-export the bundle")
-    bundle = Bundle(root, manifest, variants)
-    bundle.preprocess  # noqa: B018 - validates the spec now rather than on the first frame
+    try:
+        variants = {n: Variant.from_dict(n, d) for n, d in manifest["variants"].items()}
+        if not variants:
+            raise EdgecamError("bundle lists no model variants")
+        bundle = Bundle(root, manifest, variants)
+        bundle.preprocess  # noqa: B018 - validates the spec now rather than on the first frame
+    except EdgecamError as exc:
+        raise EdgecamError(exc.message, path=mpath, fix=exc.fix or "re-export the bundle") from None
+    except (AttributeError, TypeError) as exc:
+        raise EdgecamError(f"malformed manifest: {exc}", path=mpath, fix="re-export the bundle") from None
     if check:
         for var in variants.values():
             for rel in var.files:

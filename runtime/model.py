@@ -5,23 +5,69 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgecam.runtime.backends import create_backend
 from edgecam.runtime.bundle import Bundle, Variant, load_bundle
+from edgecam.runtime.decode import decode_detections
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.postprocess import classifications
 from edgecam.runtime.preprocess import crop_roi, preprocess_batch
 from edgecam.runtime.stats import StageTimes
-from edgecam.runtime.types import Classification, Frame
+from edgecam.runtime.types import Classification, Detections, Frame
 
 ROI = tuple[int, int, int, int]
 
 
 def default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """How a detector's raw output is decoded: the manifest's `detect` entry, thresholds overridable per run."""
+
+    strides: tuple[int, ...]
+    conf: float = 0.25
+    iou: float = 0.5
+    max_det: int = 300
+
+
+def detect_settings(bundle: Bundle, conf: float | None = None, iou: float | None = None) -> DetectSettings:
+    """Read and check `manifest["detect"]`; `conf` / `iou` replace the manifest's thresholds when given."""
+    raw: Any = bundle.manifest.get("detect")
+    if not isinstance(raw, dict) or "strides" not in raw:
+        raise EdgecamError(
+            "detection bundles are not supported without a 'detect' entry with 'strides' in the manifest",
+            path=bundle.root,
+            fix='re-export the bundle; its edgecam.json needs "detect": {"strides": [8, 16, 32], ...}',
+        )
+    try:
+        settings = DetectSettings(
+            tuple(int(s) for s in raw["strides"]),
+            float(raw.get("conf", 0.25)),
+            float(raw.get("iou", 0.5)),
+            int(raw.get("max_det", 300)),
+        )
+        settings = replace(settings, **{k: float(v) for k, v in (("conf", conf), ("iou", iou)) if v is not None})
+    except (TypeError, ValueError) as exc:
+        raise EdgecamError(f"malformed 'detect' entry in the manifest: {exc}", path=bundle.root) from None
+    problems = []
+    if not settings.strides or min(settings.strides) <= 0:
+        problems.append(f"strides {list(settings.strides)} must be positive")
+    elif bundle.preprocess.height % max(settings.strides) or bundle.preprocess.width % max(settings.strides):
+        problems.append(f"the input size is not a multiple of the largest stride {max(settings.strides)}")
+    if not (0 <= settings.conf <= 1 and 0 <= settings.iou <= 1):
+        problems.append(f"conf {settings.conf} and iou {settings.iou} must lie in [0, 1]")
+    if settings.max_det < 1:
+        problems.append(f"max_det {settings.max_det} must be at least 1")
+    if problems:
+        raise EdgecamError("invalid detection settings: " + "; ".join(problems), path=bundle.root)
+    return settings
 
 
 class Model:
@@ -33,8 +79,12 @@ class Model:
         backend: str = "openvino",
         variant: str | None = None,
         threads: int | None = None,
+        conf: float | None = None,
+        iou: float | None = None,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        # Checked before the engine loads, so a bundle the detector cannot decode fails fast.
+        self.detect_settings = detect_settings(self.bundle, conf, iou) if self.bundle.task == "detect" else None
         self.engine = create_backend(backend)
         self.variant: Variant = self.bundle.variant(variant, self.engine.formats)
         self.spec = self.bundle.preprocess
@@ -69,3 +119,46 @@ class Model:
         if not rois:
             return self.classify([frame.image])
         return self.classify([crop_roi(frame.image, r) for r in rois], rois)
+
+    def detect(
+        self, images: Sequence[np.ndarray], conf: float | None = None, iou: float | None = None
+    ) -> list[Detections]:
+        """BGR images -> one Detections each, in that image's pixels; timed as preprocess / infer / postprocess."""
+        settings = self.detect_settings
+        if settings is None:
+            raise EdgecamError(f"this bundle is a {self.task} model, not a detector", path=self.bundle.root)
+        images = list(images)
+        t0 = time.perf_counter()
+        batch, letterboxes = preprocess_batch(images, self.spec)
+        t1 = time.perf_counter()
+        preds = self.infer(batch)
+        t2 = time.perf_counter()
+        if preds.ndim != 3 or preds.shape[0] != len(images) or preds.shape[2] != 4 + len(self.class_names):
+            raise EdgecamError(
+                f"detector output has shape {tuple(preds.shape)}, expected ({len(images)}, anchors, "
+                f"4 + {len(self.class_names)} classes)",
+                path=self.bundle.path_of(self.variant),
+                fix="re-export the model: its output does not match the manifest's class names",
+            )
+        out = [
+            decode_detections(
+                p,
+                settings.strides,
+                (self.spec.height, self.spec.width),
+                conf=settings.conf if conf is None else conf,
+                iou=settings.iou if iou is None else iou,
+                max_det=settings.max_det,
+                letterbox=box,
+                orig_size=(image.shape[1], image.shape[0]),
+            )
+            for p, box, image in zip(preds, letterboxes, images, strict=True)
+        ]
+        t3 = time.perf_counter()
+        self.times.add("preprocess", t1 - t0)
+        self.times.add("infer", t2 - t1)
+        self.times.add("postprocess", t3 - t2)
+        return out
+
+    def detect_frame(self, frame: Frame, conf: float | None = None, iou: float | None = None) -> Detections:
+        """Detections for a whole frame, boxes in frame pixels."""
+        return self.detect([frame.image], conf, iou)[0]

@@ -42,7 +42,8 @@ class PreprocessSpec:
         if self.layout != "nchw":
             raise EdgecamError(f"unsupported layout {self.layout!r}", fix="use 'nchw'")
         if self.interpolation not in _INTERPOLATION:
-            raise EdgecamError(f"unknown interpolation {self.interpolation!r}", fix=f"use one of {list(_INTERPOLATION)}")
+            choices = list(_INTERPOLATION)
+            raise EdgecamError(f"unknown interpolation {self.interpolation!r}", fix=f"use one of {choices}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise EdgecamError("mean and std need three values each, std > 0")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))

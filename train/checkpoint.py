@@ -25,6 +25,7 @@ def save_checkpoint(
     epoch: int,
     metrics: dict[str, Any],
     config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Write atomically: a crash mid-save never corrupts the previous best.pt."""
     state = {
@@ -37,6 +38,7 @@ def save_checkpoint(
         "metrics": metrics,
         "config": config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **(extra or {}),
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)

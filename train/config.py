@@ -39,6 +39,11 @@ class TrainConfig:
     hidden_noise: float = 0.0  # std of Gaussian noise on the last feature map
     patience: int = 8  # early stopping on the validation metric (0 = off)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # detection
+    mosaic: float = 0.5  # probability of a 4-image mosaic
+    close_mosaic: int = 2  # turn mosaic off for the last N epochs
+    ema: bool = True  # keep an exponential moving average of the weights (detection)
+    workers: int = 0  # data-loading worker processes
     # model shape overrides (None = the registered default)
     width: float | None = None
     act: str | None = None
@@ -79,6 +84,21 @@ class TrainConfig:
             raise EdgecamError(f"invalid training config: {exc}") from None
 
 
+# Where detection needs other defaults than the classifier (the dataclass defaults are the classifier's).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "detect": {
+        "model": "ecdet_s",
+        "imgsz": 320,
+        "batch": 16,
+        "lr": 2e-3,
+        "epochs": 60,
+        "patience": 15,
+        "label_smoothing": 0.0,
+        "dropout": 0.0,
+    },
+}
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """YAML file (optional) with command-line overrides on top; None values in overrides are ignored."""
     data: dict[str, Any] = {}
@@ -92,6 +112,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
         if not isinstance(loaded, dict):
             raise EdgecamError("config must be a mapping of option: value", path=path)
         data.update(loaded)
+    task = overrides.get("task") or data.get("task") or "classify"
+    data = {**TASK_DEFAULTS.get(task, {}), **data}
     aug = dict(data.pop("augment", {}) or {})
     aug.update(overrides.pop("augment", {}) or {})
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -11,17 +11,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
-    """Loss (train/val) and validation accuracy per epoch."""
+def plot_curves(
+    history: list[dict[str, float]],
+    path: Path,
+    losses: dict[str, str] | None = None,
+    metrics: dict[str, str] | None = None,
+    metric_title: str = "top-1 accuracy",
+) -> Path:
+    """Losses and validation metrics per epoch; `losses`/`metrics` map history keys to legend labels."""
+    losses = losses or {"train_loss": "train", "val_loss": "val"}
+    metrics = metrics or {"train_acc": "train", "val_acc": "val"}
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], label="val")
+    for key, label in losses.items():
+        ax1.plot(epochs, [h[key] for h in history], label=label)
     ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax1.legend()
-    ax2.plot(epochs, [h["train_acc"] for h in history], label="train")
-    ax2.plot(epochs, [h["val_acc"] for h in history], label="val")
-    ax2.set(xlabel="epoch", ylabel="top-1 accuracy", title="Accuracy", ylim=(0, 1.01))
+    for key, label in metrics.items():
+        ax2.plot(epochs, [h[key] for h in history], label=label)
+    ax2.set(xlabel="epoch", ylabel=metric_title, title=metric_title.capitalize(), ylim=(0, 1.01))
     ax2.legend()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

@@ -67,14 +67,14 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = _param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
     total = cfg.epochs * steps_per_epoch
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
@@ -145,11 +145,11 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
 
     args = model_args(cfg, len(classes))
     model = create_model(cfg.model, **args)
-    opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg, len(train_dl))
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, len(train_dl))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
-    (out / "config.yaml").write_text(_yaml(cfg.to_dict()))
+    (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
 
     history: list[dict[str, float]] = []
     best_acc, best_epoch, best_metrics, stale, stopped_early = -1.0, 0, {}, 0, False
@@ -186,7 +186,7 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
             "seconds": time.time() - start,
         }
         history.append(row)
-        _append_csv(csv_path, row, first=epoch == 1)
+        append_csv(csv_path, row, first=epoch == 1)
         improved = val["top1"] > best_acc
         metrics = {"top1": val["top1"], "val_loss": val["loss"], "per_class": val["per_class"]}
         common = dict(name=cfg.model, args=args, task="classify", class_names=classes, spec=spec, config=cfg.to_dict())
@@ -233,7 +233,7 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
     return result
 
 
-def _append_csv(path: Path, row: dict[str, float], first: bool) -> None:
+def append_csv(path: Path, row: dict[str, float], first: bool) -> None:
     with open(path, "w" if first else "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(row))
         if first:
@@ -241,7 +241,7 @@ def _append_csv(path: Path, row: dict[str, float], first: bool) -> None:
         writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def _yaml(data: dict[str, Any]) -> str:
+def to_yaml(data: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)

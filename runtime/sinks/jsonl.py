@@ -1,0 +1,89 @@
+"""One JSON object per line per frame: the run's machine-readable record.
+
+The file is line-buffered, so every finished line reaches the OS at once: an interrupted or killed run keeps
+everything written up to its last frame, and a reader can `tail -f` it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.types import Detections, Frame
+
+
+def _detections_to_list(dets: Detections, class_names: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Detections carry no to_dict(); one dict per box keeps the JSON self-explanatory (no column orders)."""
+    out = []
+    for xyxy, score, cid, tid in zip(dets.xyxy, dets.scores, dets.class_ids, dets.track_ids, strict=True):
+        item: dict[str, Any] = {"xyxy": [round(float(v), 2) for v in xyxy], "score": round(float(score), 5)}
+        item["class_id"] = int(cid)
+        if class_names is not None and 0 <= cid < len(class_names):
+            item["label"] = class_names[cid]
+        if tid >= 0:
+            item["track_id"] = int(tid)
+        out.append(item)
+    return out
+
+
+def to_jsonable(value: Any, class_names: Sequence[str] | None = None) -> Any:
+    """A result (anything with `to_dict()`, Detections, numpy values) -> plain JSON types."""
+    if isinstance(value, Detections):
+        return _detections_to_list(value, class_names)
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, class_names) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class JsonlSink:
+    """`with JsonlSink(path) as sink: sink.write(frame, results)`; opens (and truncates) the file at once."""
+
+    def __init__(self, path: str | Path, class_names: Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.lines = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise EdgecamError(
+                f"cannot write JSON lines: {exc.strerror}", path=self.path, fix="check the folder"
+            ) from None
+
+    def write(self, frame: Frame, results: Sequence[Any], **extra: Any) -> None:
+        """One line: the frame's index, timestamp and source, its results, and any extra keys."""
+        record = {
+            "frame": frame.index,
+            "timestamp": round(float(frame.timestamp), 6),
+            "source": frame.source_id,
+            "results": [to_jsonable(r, self.class_names) for r in results],
+            **{k: to_jsonable(v) for k, v in extra.items()},
+        }
+        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.lines += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> JsonlSink:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

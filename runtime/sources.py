@@ -1,0 +1,379 @@
+"""Frame sources: video file, image folder, camera index, RTSP/HTTP URL -> an iterator of `Frame`s.
+
+Files and folders are read in order on the caller's thread (nothing dropped). Live sources are read on their
+own daemon thread into a one-slot buffer, so the consumer always gets the newest frame and latency never builds
+up behind a slow model; a frame replaced before the consumer took it counts as dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.imagefolder import IMAGE_EXTS, read_image
+from edgecam.runtime.types import Frame
+
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTS))
+LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
+OPEN_TIMEOUT_MS = 5000  # an unreachable URL fails after this instead of hanging
+
+
+class Capture(Protocol):
+    """The part of `cv2.VideoCapture` the sources use, so tests can inject a fake camera."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 - cv2's spelling
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def grab(self) -> bool: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[Any], Capture]
+
+
+def default_capture(target: str | int) -> Capture:
+    """cv2.VideoCapture with open/read timeouts for URLs, so a dead camera cannot hang the process.
+
+    OpenCV's own warnings are muted while opening: a failure becomes one EdgecamError instead.
+    """
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        if isinstance(target, str) and target.lower().startswith(LIVE_PREFIXES):
+            ms = OPEN_TIMEOUT_MS
+            return cv2.VideoCapture(
+                target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            )
+        return cv2.VideoCapture(target)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+@dataclass
+class SourceStats:
+    """`read` frames were decoded; `delivered` reached the consumer; `dropped` were replaced by newer live frames
+    (or left unread at close); `corrupt` failed to decode and were skipped. Stride-skipped frames are not read."""
+
+    read: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    corrupt: int = 0
+    corrupt_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, as everywhere in edgecam (stdout stays clean for --json)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _as_frame(image: Any, timestamp: float, source_id: str, index: int) -> Frame | None:
+    """A Frame, or None when the decoder handed back something that is not a BGR image (a corrupt frame)."""
+    try:
+        return Frame(image, timestamp=timestamp, source_id=source_id, index=index)
+    except ValueError:
+        return None
+
+
+class Source:
+    """Iterate to get `Frame`s; use as a context manager (or call `close()`) to release the device or file."""
+
+    def __init__(self, spec: str, max_fps: float | None = None, stride: int = 1) -> None:
+        if stride < 1:
+            raise EdgecamError(f"stride must be >= 1, got {stride}", fix="use --stride 1 to keep every frame")
+        if max_fps is not None and max_fps <= 0:
+            raise EdgecamError(f"max_fps must be > 0, got {max_fps}")
+        self.spec, self.max_fps, self.stride = spec, max_fps, stride
+        self.fps: float | None = None
+        self.size: tuple[int, int] | None = None  # (width, height) where known
+        self._stats = SourceStats()
+        self._closed = False
+        self._last_yield = 0.0
+        self._first: Frame | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self._frames():
+            self._stats.delivered += 1
+            yield frame
+
+    def _frames(self) -> Iterator[Frame]:
+        """Ordered sources: the frame peeked at open (proof the source decodes), then `_read()` until None."""
+        frame, self._first = self._first, None
+        while frame is not None:
+            self._pace()
+            yield frame
+            frame = self._read()
+
+    def _read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def _pace(self) -> None:
+        """Hold the consumer to `max_fps` (wall clock); files are slowed down, live frames keep being replaced."""
+        if self.max_fps:
+            wait = self._last_yield + 1.0 / self.max_fps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        self._last_yield = time.monotonic()
+
+    def stats(self) -> SourceStats:
+        return self._stats
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoFileSource(Source):
+    """Every frame of a video file in order; `Frame.timestamp` is the position in the file, in seconds."""
+
+    def __init__(
+        self,
+        spec: str,
+        max_fps: float | None = None,
+        stride: int = 1,
+        capture_factory: CaptureFactory = default_capture,
+    ) -> None:
+        super().__init__(spec, max_fps, stride)
+        self._cap = capture_factory(spec)
+        if not self._cap.isOpened():
+            raise EdgecamError("cannot open the video", path=spec, fix="check the path and that the file is a video")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 else None
+        self._index = -1
+        self._first = self._read()
+        if self._first is None:
+            self._cap.release()
+            raise EdgecamError(
+                "video has no decodable frames", path=spec, fix="check the file is complete; re-encode it"
+            )
+        self.size = (self._first.width, self._first.height)
+
+    def _read(self) -> Frame | None:
+        """The next decodable frame. Failed reads followed by a good frame count as corrupt; a failing tail is EOF."""
+        pending = 0
+        while not self._closed:
+            if self._index >= 0:  # the first frame is never strided over
+                for _ in range(self.stride - 1):
+                    if not self._cap.grab():
+                        return None
+                    self._index += 1
+            ok, image = self._cap.read()
+            self._index += 1
+            if not ok:
+                pending += 1
+                if pending >= 3:  # cv2 signals the end of the file with read() == False
+                    return None
+                continue
+            frame = _as_frame(image, self._timestamp(), self.spec, self._index)
+            if frame is None:
+                self._stats.corrupt += 1
+                continue
+            self._stats.read += 1
+            self._stats.corrupt += pending
+            return frame
+        return None
+
+    def _timestamp(self) -> float:
+        msec = float(self._cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        if msec <= 0 and self._index > 0 and self.fps:
+            return self._index / self.fps
+        return msec / 1000.0
+
+    def close(self) -> None:
+        if not self._closed:
+            self._cap.release()
+        super().close()
+
+
+class ImageFolderSource(Source):
+    """Images of a folder in name order (or one image file); unreadable ones are skipped, counted and named."""
+
+    def __init__(self, spec: str, max_fps: float | None = None, stride: int = 1) -> None:
+        super().__init__(spec, max_fps, stride)
+        root = Path(spec)
+        paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else [root]
+        # (index in the listing, path): `Frame.index` names the file even with a stride
+        self._paths = list(enumerate(paths))[:: self.stride]
+        if not self._paths:
+            raise EdgecamError("no images in the folder", path=spec, fix=f"add images ({', '.join(IMAGE_SUFFIXES)})")
+        self._pos = 0
+        self._warned = False
+        self._first = self._read()
+        if self._first is None:
+            raise EdgecamError("none of the images can be read", path=spec, fix="check the files are valid images")
+
+    def _read(self) -> Frame | None:
+        while self._pos < len(self._paths) and not self._closed:
+            index, path = self._paths[self._pos]
+            self._pos += 1
+            try:  # the same decoder as training and `edgecam val`
+                frame = _as_frame(read_image(path), path.stat().st_mtime, self.spec, index)
+            except EdgecamError:
+                frame = None
+            if frame is not None:
+                self._stats.read += 1
+                return frame
+            self._stats.corrupt += 1
+            self._stats.corrupt_files.append(path.name)
+        self._warn_skipped()
+        return None
+
+    def _warn_skipped(self) -> None:
+        """One warning line naming every skipped image, once the folder is done (or closed)."""
+        if self._stats.corrupt_files and not self._warned:
+            self._warned = True
+            names = self._stats.corrupt_files
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            _warn(f"{self.spec}: skipped {len(names)} unreadable image(s): {shown}")
+
+    def close(self) -> None:
+        self._warn_skipped()
+        super().close()
+
+
+class LiveReader:
+    """Reads a live capture on a daemon thread into a one-slot buffer that always holds the newest frame.
+
+    This is the seam for reconnection: `_on_lost()` is called after `max_failures` failed reads in a row; today
+    it ends the stream, later it reopens the capture with backoff (and may count failures by time instead).
+    """
+
+    def __init__(self, capture: Capture, source_id: str, stride: int = 1, max_failures: int = 25) -> None:
+        self.capture, self.source_id, self.stride, self.max_failures = capture, source_id, stride, max_failures
+        self.stats = SourceStats()
+        self.error: Exception | None = None
+        self._slot: Frame | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"edgecam-live-{source_id}", daemon=True)
+
+    def start(self) -> LiveReader:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        captured, failures = 0, 0
+        try:
+            while not self._stop.is_set():
+                ok, image = self.capture.read()
+                frame = _as_frame(image, time.time(), self.source_id, captured) if ok else None
+                if frame is None:
+                    failures += 1
+                    if failures >= self.max_failures:
+                        self._on_lost()
+                        return
+                    time.sleep(0.01)
+                    continue
+                self.stats.corrupt += failures  # failures followed by a good frame were corrupt frames, not the end
+                failures = 0
+                captured += 1
+                if (captured - 1) % self.stride:
+                    continue
+                with self._cond:
+                    if self._slot is not None:
+                        self.stats.dropped += 1
+                    self._slot = frame
+                    self.stats.read += 1
+                    self._cond.notify_all()
+        except Exception as exc:  # a backend error must end the stream visibly, not kill the thread silently
+            self.error = exc
+            _warn(f"{self.source_id}: capture failed: {exc}")
+        finally:
+            self.capture.release()  # the thread owns the capture: never released while a read is in flight
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _on_lost(self) -> None:
+        _warn(f"{self.source_id}: stream lost after {self.max_failures} failed reads")
+
+    def get(self) -> Frame | None:
+        """The newest frame not yet taken (waits for one); None once the stream has ended and nothing is left."""
+        with self._cond:
+            while self._slot is None and not self._ended:
+                self._cond.wait(0.1)  # a timeout keeps Ctrl-C responsive
+            frame, self._slot = self._slot, None
+            return frame
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._cond:
+            if self._slot is not None:  # never taken by the consumer
+                self.stats.dropped += 1
+                self._slot = None
+
+
+class LiveSource(Source):
+    """A camera index or an RTSP/HTTP URL, read by a `LiveReader`."""
+
+    def __init__(
+        self,
+        spec: str,
+        max_fps: float | None = None,
+        stride: int = 1,
+        capture_factory: CaptureFactory = default_capture,
+    ) -> None:
+        super().__init__(spec, max_fps, stride)
+        target: str | int = int(spec) if spec.isdigit() else spec
+        cap = capture_factory(target)
+        if not cap.isOpened():
+            cap.release()
+            if isinstance(target, int):
+                raise EdgecamError("cannot open the camera", path=spec, fix="check the camera index: ls /dev/video*")
+            raise EdgecamError("cannot open the stream", path=spec, fix="check the URL, credentials and network")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else None
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        self.size = (w, h) if w > 0 and h > 0 else None
+        self.reader = LiveReader(cap, spec, stride).start()
+        self._stats = self.reader.stats
+
+    def _frames(self) -> Iterator[Frame]:
+        while not self._closed:
+            self._pace()
+            frame = self.reader.get()
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        if not self._closed:
+            self.reader.stop()
+        super().close()
+
+
+def open_source(
+    spec: str, max_fps: float | None = None, stride: int = 1, *, capture_factory: CaptureFactory | None = None
+) -> Source:
+    """Open a source by its spec: "0" (camera), rtsp://, http(s)://, a video file, an image folder or image."""
+    spec = str(spec)
+    factory = capture_factory or default_capture
+    if spec.isdigit() or spec.lower().startswith(LIVE_PREFIXES):
+        return LiveSource(spec, max_fps, stride, capture_factory=factory)
+    path = Path(spec)
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+        return ImageFolderSource(spec, max_fps, stride)
+    if path.is_file():
+        return VideoFileSource(spec, max_fps, stride, capture_factory=factory)
+    raise EdgecamError(
+        "source not found", path=spec, fix="check the path, URL (rtsp://, http://) or camera index (0, 1, ...)"
+    )
