@@ -166,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         threads=args.threads,
         show_progress=not args.json,
+        conf=args.conf,
+        iou=args.iou,
     )
     _emit(args, summary.to_dict(), summary.format_table())
     return 0
@@ -267,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", type=Path, help="write per-frame results as JSON lines")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--conf", type=float, help="detection score threshold (default: the bundle's)")
+    p.add_argument("--iou", type=float, help="detection NMS IoU threshold (default: the bundle's)")
 
     p = add("benchmark", cmd_benchmark, "batch-1 latency of every variant per backend")
     p.add_argument("bundle")

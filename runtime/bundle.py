@@ -15,7 +15,7 @@ MANIFEST = "edgecam.json"
 SCHEMA_VERSION = 1
 TASKS = ("classify", "detect")
 # The keys that also travel inside ONNX metadata_props and OpenVINO rt_info, so a lone model file is usable.
-METADATA_KEYS = ("edgecam_schema", "task", "class_names", "preprocess", "model")
+METADATA_KEYS = ("edgecam_schema", "task", "class_names", "preprocess", "model", "detect")
 
 
 def sha256_file(path: Path) -> str:

@@ -168,11 +168,11 @@ def test_missing_source_is_an_error(tiny_bundle, tmp_path):
         run(tiny_bundle, str(tmp_path / "nope.mp4"))
 
 
-def test_detect_bundle_is_not_supported_yet(bundle_copy, synthetic_video):
+def test_detect_bundle_without_detect_settings_is_refused(bundle_copy, synthetic_video):
     manifest = json.loads((bundle_copy / MANIFEST).read_text())
     manifest["task"] = "detect"
     (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(EdgecamError, match="detection bundles are not supported"):
+    with pytest.raises(EdgecamError, match="without a .detect. entry"):
         run(bundle_copy, str(synthetic_video.path))
 
 
