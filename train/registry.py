@@ -27,7 +27,7 @@ def register_model(task: str) -> Callable[[Callable[..., Any]], Callable[..., An
 
 def _load_families() -> None:
     # Importing the families registers them; kept here so callers need only this module.
-    from edgecam.train.models import classifier  # noqa: F401
+    from edgecam.train.models import classifier, detector  # noqa: F401
 
 
 def list_models(task: str | None = None) -> list[str]:

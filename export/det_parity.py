@@ -1,0 +1,109 @@
+"""Detection parity: decoded boxes of an exported variant against PyTorch's, matched box by box.
+
+Raw tensors can differ in ways that do not matter (a logit of -12 vs -11) and agree where it does not help; what a
+camera shows is the decoded, thresholded, NMS'd boxes, so that is what is compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgecam.runtime.decode import box_iou
+from edgecam.runtime.types import Detections
+
+# precision -> (min fraction of boxes matched, min IoU of a match, max score difference of a match)
+TOLERANCE = {"fp32": (0.99, 0.95, 0.01), "fp16": (0.97, 0.9, 0.05), "bf16": (0.95, 0.85, 0.08)}
+MARGIN = 0.05  # boxes are matched against the other side's boxes down to conf - MARGIN: no threshold flicker
+
+
+@dataclass
+class DetParityResult:
+    variant: str
+    backend: str
+    precision: str
+    frames: int
+    boxes: int
+    matched: float
+    mean_iou: float
+    min_iou: float
+    max_score_diff: float
+    max_abs_raw_diff: float
+    min_matched: float
+    min_iou_required: float
+    max_score_diff_allowed: float
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.matched >= self.min_matched
+            and self.min_iou >= self.min_iou_required
+            and self.max_score_diff <= self.max_score_diff_allowed
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {**out, "passed": self.passed}
+
+    def describe(self) -> str:
+        return (
+            f"{self.variant} on {self.backend}: {self.matched:.4f} of {self.boxes} boxes matched "
+            f"(need >= {self.min_matched}), min IoU {self.min_iou:.3f} (need >= {self.min_iou_required}), "
+            f"max score diff {self.max_score_diff:.3f} (allowed {self.max_score_diff_allowed})"
+        )
+
+
+def _match(ref: Detections, cand: Detections, conf: float) -> tuple[int, int, list[float], list[float]]:
+    """Each box of `ref` scoring >= conf against same-class boxes of `cand` scoring >= conf - MARGIN."""
+    keep_r, keep_c = ref.scores >= conf, cand.scores >= conf - MARGIN
+    r, c = ref[keep_r], cand[keep_c]
+    if len(r) == 0:
+        return 0, 0, [], []
+    if len(c) == 0:
+        return len(r), 0, [], []
+    iou = box_iou(r.xyxy, c.xyxy) * (r.class_ids[:, None] == c.class_ids[None, :])
+    best = iou.argmax(1)
+    best_iou = iou[np.arange(len(r)), best]
+    ok = best_iou > 0.5
+    return len(r), int(ok.sum()), best_iou[ok].tolist(), np.abs(r.scores[ok] - c.scores[best[ok]]).tolist()
+
+
+def compare_detections(
+    reference: Sequence[Detections],
+    candidate: Sequence[Detections],
+    *,
+    variant: str,
+    backend: str,
+    precision: str,
+    conf: float = 0.25,
+    max_abs_raw_diff: float = float("nan"),
+) -> DetParityResult:
+    """Both directions: every confident reference box must be found in the candidate and vice versa."""
+    total = matched = 0
+    ious: list[float] = []
+    diffs: list[float] = []
+    for ref, cand in zip(reference, candidate, strict=True):
+        for a, b in ((ref, cand), (cand, ref)):
+            n, m, i, d = _match(a, b, conf)
+            total, matched = total + n, matched + m
+            ious += i
+            diffs += d
+    min_matched, min_iou, max_diff = TOLERANCE.get(precision, (0.0, 0.0, 1.0))
+    return DetParityResult(
+        variant=variant,
+        backend=backend,
+        precision=precision,
+        frames=len(reference),
+        boxes=total // 2,
+        matched=matched / total if total else 1.0,
+        mean_iou=float(np.mean(ious)) if ious else 1.0,
+        min_iou=float(np.min(ious)) if ious else 1.0,
+        max_score_diff=float(np.max(diffs)) if diffs else 0.0,
+        max_abs_raw_diff=float(max_abs_raw_diff),
+        min_matched=min_matched,
+        min_iou_required=min_iou,
+        max_score_diff_allowed=max_diff,
+    )

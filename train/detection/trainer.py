@@ -1,0 +1,191 @@
+"""The detector trainer: same habits as the classifier's (seeded, progress, CSV, plots, early stopping, checkpoints),
+with EMA weights, mosaic closed for the last epochs, and COCO mAP as the validation metric."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train.checkpoint import save_checkpoint
+from edgecam.train.config import TrainConfig
+from edgecam.train.detection.augment import DetAugmentConfig
+from edgecam.train.detection.data import DetectionDataset, collate_detection
+from edgecam.train.detection.datasets import load_detection_data
+from edgecam.train.detection.evaluate import plot_pr_curves
+from edgecam.train.detection.loss import DetectionLoss
+from edgecam.train.detection.validate import evaluate_detector, load_val_images
+from edgecam.train.ema import ModelEMA
+from edgecam.train.plots import plot_curves
+from edgecam.train.registry import create_model, model_task
+from edgecam.train.trainer import (
+    TrainResult,
+    append_csv,
+    build_optimizer,
+    build_scheduler,
+    seed_everything,
+    to_yaml,
+)
+
+
+def fitness(report: dict[str, Any]) -> float:
+    """What early stopping and best.pt follow: mostly mAP@0.5:0.95, a little mAP@0.5 (the YOLO convention)."""
+    return 0.1 * (report["map50"] or 0.0) + 0.9 * (report["map50_95"] or 0.0)
+
+
+def detection_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
+    args: dict[str, Any] = {"num_classes": num_classes}
+    if cfg.width is not None:
+        args["width"] = cfg.width
+    if cfg.act is not None:
+        args["act"] = cfg.act
+    return args
+
+
+def train_detector(cfg: TrainConfig) -> TrainResult:
+    """Train on a YOLO data.yaml (or COCO JSON); best.pt follows validation mAP; writes CSV, curves, PR plot."""
+    if model_task(cfg.model) != "detect":
+        raise EdgecamError(f"model {cfg.model!r} is not a detector", fix="pick a detector, e.g. --model ecdet_s")
+    if cfg.imgsz % 32:
+        raise EdgecamError(f"--imgsz {cfg.imgsz} must be a multiple of 32 for the detector", fix="use e.g. 320")
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    spec = PreprocessSpec.square(cfg.imgsz, resize="letterbox")
+    det_train = load_detection_data(cfg.data, "train")
+    det_val = load_detection_data(cfg.data, "val")
+    classes = det_train.class_names
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    aug = DetAugmentConfig(mosaic=cfg.mosaic)
+    train_ds = DetectionDataset(det_train, spec, aug, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(
+        train_ds,
+        batch_size=cfg.batch,
+        shuffle=True,
+        generator=gen,
+        collate_fn=collate_detection,
+        num_workers=cfg.workers,
+        drop_last=len(train_ds) > cfg.batch,
+        persistent_workers=cfg.workers > 0,
+    )
+    val_images = load_val_images(det_val)
+
+    args = detection_args(cfg, len(classes))
+    model = create_model(cfg.model, **args)
+    strides = list(model.strides)
+    ema = ModelEMA(model, tau=max(50.0, len(train_dl) * 2)) if cfg.ema else None
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, len(train_dl))
+    criterion = DetectionLoss(len(classes), tuple(strides))
+    (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
+
+    history: list[dict[str, float]] = []
+    best_fit, best_epoch, best_report, stale, stopped_early = -1.0, 0, {}, 0, False
+    start, csv_path = time.time(), out / "metrics.csv"
+    for epoch in range(1, cfg.epochs + 1):
+        if cfg.close_mosaic and epoch > cfg.epochs - cfg.close_mosaic:
+            train_ds.close_mosaic()
+        train_ds.set_epoch(epoch)
+        model.train()
+        totals = {"loss": 0.0, "cls": 0.0, "box": 0.0}
+        steps = 0
+        bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        for images, targets, _ in bar:
+            preds = model(images)
+            loss, parts = criterion(preds, targets, (spec.height, spec.width))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update(model)
+            steps += 1
+            totals["loss"] += float(loss.detach())
+            totals["cls"] += parts["cls"]
+            totals["box"] += parts["box"]
+            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}", fg=parts["fg"])
+        evaluated = ema.ema if ema is not None else model.eval()
+        evaluated.eval()
+
+        @torch.no_grad()
+        def predict(batch: np.ndarray, net: torch.nn.Module = evaluated) -> np.ndarray:
+            return net(torch.from_numpy(batch)).numpy()
+
+        report, _ = evaluate_detector(predict, det_val, spec, strides, images=val_images)
+        fit = fitness(report)
+        row = {
+            "epoch": epoch,
+            "train_loss": totals["loss"] / max(steps, 1),
+            "cls_loss": totals["cls"] / max(steps, 1),
+            "box_loss": totals["box"] / max(steps, 1),
+            "map50": report["map50"] or 0.0,
+            "map50_95": report["map50_95"] or 0.0,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.time() - start,
+        }
+        history.append(row)
+        append_csv(csv_path, row, first=epoch == 1)
+        metrics = {k: report[k] for k in ("map50", "map50_95", "map75", "ap_small", "ap_medium", "ap_large")}
+        common = dict(
+            name=cfg.model,
+            args=args,
+            task="detect",
+            class_names=classes,
+            spec=spec,
+            config=cfg.to_dict(),
+            extra={"detect": {"strides": strides}},
+        )
+        save_checkpoint(out / "last.pt", evaluated, epoch=epoch, metrics=metrics, **common)
+        improved = fit > best_fit
+        if improved:
+            best_fit, best_epoch, best_report, stale = fit, epoch, report, 0
+            save_checkpoint(out / "best.pt", evaluated, epoch=epoch, metrics=metrics, **common)
+        else:
+            stale += 1
+        if cfg.progress:
+            tqdm.write(
+                f"epoch {epoch:3d}  loss {row['train_loss']:.4f} (cls {row['cls_loss']:.3f} box {row['box_loss']:.3f})"
+                f"  mAP50 {row['map50']:.4f}  mAP50-95 {row['map50_95']:.4f}{' *' if improved else ''}"
+            )
+        if cfg.patience and stale >= cfg.patience:
+            stopped_early = True
+            break
+        if cfg.time_limit and (time.time() - start) / 60 >= cfg.time_limit:
+            stopped_early = True
+            break
+
+    plots = [
+        plot_curves(
+            history,
+            out / "curves.png",
+            losses={"train_loss": "total", "cls_loss": "cls", "box_loss": "box"},
+            metrics={"map50": "mAP@0.5", "map50_95": "mAP@0.5:0.95"},
+            metric_title="validation mAP",
+        ),
+        plot_pr_curves(best_report, out / "pr_curve.png"),
+    ]
+    best_metrics = {k: v for k, v in best_report.items() if k != "pr_curves"}
+    result = TrainResult(
+        out / "best.pt",
+        out / "last.pt",
+        best_epoch,
+        best_metrics,
+        len(history),
+        time.time() - start,
+        stopped_early,
+        history,
+        plots,
+    )
+    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
