@@ -1,0 +1,218 @@
+"""Demo videos with per-frame ground truth: a fixed shelf camera and a street camera.
+
+Each scene is painted once per state; frames are composed by copying slot patches, drawing moving
+people/vehicles and adding flicker and noise, so 150 HD frames take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgecam.runtime.errors import EdgecamError
+
+from .draw import Box, Size, apply_lighting, draw_person, gaussian_blur
+from .retail import RETAIL_CLASSES, draw_layout, facing_plan, make_layout
+from .security import DETECTION_CLASSES, draw_vehicle, street_background
+
+
+@dataclass
+class ShelfVideo:
+    """A written shelf video: slot ROIs (x, y, w, h) and the true state of every slot in every frame."""
+
+    path: Path
+    rois: list[tuple[int, int, int, int]]
+    labels: list[list[str]]
+    fps: int
+    n_frames: int
+
+
+@dataclass
+class SecurityVideo:
+    """A written street video: person/vehicle boxes and the frame label (clear/person/vehicle) per frame."""
+
+    path: Path
+    boxes: list[list[Box]]
+    labels: list[str]
+    fps: int
+    n_frames: int
+
+
+class _Sink:
+    """``cv2.VideoWriter`` that fails loudly instead of silently writing nothing."""
+
+    def __init__(self, path: Path, fps: int, size: Size) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+        if not self.writer.isOpened():
+            raise EdgecamError("cannot open a video writer (mp4v)", path=path, fix="use a writable .mp4 path")
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.writer.release()
+
+
+def _noise_pool(rng: np.random.Generator, size: Size, sigma: float, k: int = 6) -> list[np.ndarray]:
+    """A few precomputed noise fields reused in random order: per-frame noise at a fraction of the cost."""
+    w, h = size
+    return [(rng.standard_normal((h, w, 3), dtype=np.float32) * sigma).astype(np.int16) for _ in range(k)]
+
+
+def _finish(frame: np.ndarray, rng: np.random.Generator, pool: list[np.ndarray], t: float) -> np.ndarray:
+    """Lighting flicker plus sensor noise for one frame."""
+    gain = 1.0 + 0.02 * np.sin(2 * np.pi * 1.3 * t) + rng.uniform(-0.015, 0.015)
+    f = cv2.convertScaleAbs(frame, alpha=gain).astype(np.int16) + pool[int(rng.integers(len(pool)))]
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def _n_frames(seconds: float, fps: int) -> int:
+    if fps <= 0 or seconds <= 0:
+        raise EdgecamError(f"need seconds > 0 and fps > 0, got {seconds} s at {fps} fps")
+    return max(1, int(round(seconds * fps)))
+
+
+def _shelf_timeline(rng: np.random.Generator, n_slots: int, n: int) -> list[list[str]]:
+    """Slot states per frame: one slot is emptied (stocked -> low -> empty), one is restocked, plus noise."""
+    states = [RETAIL_CLASSES[i] for i in rng.choice(3, size=n_slots, p=[0.65, 0.2, 0.15])]
+    order = rng.permutation(n_slots)
+    taken, restocked = int(order[0]), int(order[1 % n_slots])
+    states[taken] = "stocked"
+    if restocked != taken:
+        states[restocked] = "empty"
+    events = [(int(0.2 * n), taken, "low"), (int(0.5 * n), taken, "empty"), (int(0.75 * n), restocked, "stocked")]
+    nxt = {"stocked": "low", "low": "empty", "empty": "stocked"}
+    for _ in range(int(rng.integers(1, 4))):
+        others = order[2:] if n_slots > 2 else order  # leave the scripted take and restock alone
+        events.append((int(rng.integers(1, n)) if n > 1 else 0, int(rng.choice(others)), ""))
+    events.sort()
+    out, e = [], 0
+    for f in range(n):
+        while e < len(events) and events[e][0] <= f:
+            _, s, new = events[e]
+            states[s] = new or nxt[states[s]]
+            e += 1
+        out.append(list(states))
+    return out
+
+
+def make_shelf_video(
+    path: Path | str, seconds: float = 10, fps: int = 15, size: Size = (1280, 720), seed: int = 0
+) -> ShelfVideo:
+    """Write a fixed shelf camera video (mp4v) plus ``<path>.json`` with slot ROIs and per-frame states."""
+    path, n = Path(path), _n_frames(seconds, fps)
+    rng = np.random.default_rng(seed)
+    layout = make_layout(rng, size, n_rows=int(rng.integers(3, 5)), slots_per_row=int(rng.integers(4, 7)))
+    n_slots = len(layout.slots)
+    paint_seed, light_seed, blur = int(rng.integers(2**31)), int(rng.integers(2**31)), rng.uniform(0.5, 1.2)
+    painted = {}
+    for st in RETAIL_CLASSES:  # same seeds for every state: only the products differ between the three
+        plans = [facing_plan(g, st, rng) for g in layout.slots]
+        img, _ = draw_layout(layout, [st] * n_slots, np.random.default_rng(paint_seed), plans=plans)
+        painted[st] = gaussian_blur(apply_lighting(img, np.random.default_rng(light_seed), slope=0.2), blur)
+    labels = _shelf_timeline(rng, n_slots, n)
+    walk_start, walk_len = rng.uniform(0.1, 0.6) * n, max(2.0, rng.uniform(1.5, 2.5) * fps)
+    walker_seed, direction = int(rng.integers(2**31)), 1 if rng.random() < 0.5 else -1
+    pool = _noise_pool(rng, size, rng.uniform(2.0, 4.0))
+    w, h = size
+    canvas = painted["empty"].copy()
+    shown: list[str | None] = [None] * n_slots
+    with _Sink(path, fps, size) as sink:
+        for f in range(n):
+            for i, (g, st) in enumerate(zip(layout.slots, labels[f], strict=True)):
+                if shown[i] != st:
+                    canvas[g.y0 : g.floor, g.x0 : g.x1] = painted[st][g.y0 : g.floor, g.x0 : g.x1]
+                    shown[i] = st
+            frame = canvas.copy()
+            p = (f - walk_start) / walk_len
+            if 0.0 <= p <= 1.0:
+                x = w * (-0.15 + 1.3 * (p if direction > 0 else 1 - p))
+                draw_person(frame, (x, h * 1.25), h * 1.15, np.random.default_rng(walker_seed), phase=p * 6 * np.pi)
+            sink.writer.write(_finish(frame, rng, pool, f / fps))
+    rois = [(g.x0, g.y0, g.x1 - g.x0, g.y1 - g.y0) for g in layout.slots]
+    meta = {
+        "rois": rois,
+        "classes": list(RETAIL_CLASSES),
+        "labels": labels,
+        "fps": fps,
+        "n_frames": n,
+        "size": list(size),
+        "seed": seed,
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
+    return ShelfVideo(path, rois, labels, fps, n)
+
+
+def make_security_video(
+    path: Path | str, seconds: float = 10, fps: int = 15, size: Size = (1280, 720), seed: int = 0
+) -> SecurityVideo:
+    """Write a street camera video (people walking, a car passing) plus ``<path>.json`` with boxes per frame."""
+    path, n = Path(path), _n_frames(seconds, fps)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    bg, lay = street_background(rng, size, night=False)
+    actors = []  # (kind, start frame, frames to cross, ground y, direction, seed)
+    for _ in range(int(rng.integers(2, 4))):
+        y = rng.uniform(lay.base + 0.05 * (h - lay.base), lay.kerb)
+        actors.append(
+            (
+                "person",
+                rng.uniform(-0.3, 0.5) * n,
+                rng.uniform(6, 12) * fps * lay.person_height(y) / h,
+                y,
+                1 if rng.random() < 0.5 else -1,
+                int(rng.integers(2**31)),
+            )
+        )
+    y = rng.uniform(lay.kerb + 0.3 * (h - lay.kerb), h * 0.95)
+    actors.append(
+        (
+            "vehicle",
+            rng.uniform(0.3, 0.6) * n,
+            rng.uniform(1.5, 3.0) * fps,
+            y,
+            1 if rng.random() < 0.5 else -1,
+            int(rng.integers(2**31)),
+        )
+    )
+    actors.sort(key=lambda a: a[3])
+    pool = _noise_pool(rng, size, rng.uniform(1.5, 3.5))
+    all_boxes, labels = [], []
+    with _Sink(path, fps, size) as sink:
+        for f in range(n):
+            frame, boxes = bg.copy(), []
+            for kind, start, span, y, d, s in actors:
+                p = (f - start) / span
+                if not 0.0 <= p <= 1.0:
+                    continue
+                u = lay.person_height(y)
+                if kind == "person":
+                    x = w * (-0.1 + 1.2 * (p if d > 0 else 1 - p))
+                    xyxy = draw_person(frame, (x, y), u, np.random.default_rng(s), phase=p * span / fps * 2 * np.pi)
+                else:
+                    length = 2.3 * u
+                    x = -length + (w + length) * (p if d > 0 else 1 - p)
+                    xyxy = draw_vehicle(frame, x, y, length, np.random.default_rng(s), kind="car", facing=d)
+                x0, y0, x1, y1 = np.clip(xyxy, 0, [w, h, w, h])
+                if x1 - x0 >= 3 and y1 - y0 >= 3:
+                    boxes.append(Box((float(x0), float(y0), float(x1), float(y1)), kind))
+            kinds = {b.cls for b in boxes}
+            labels.append("vehicle" if "vehicle" in kinds else "person" if "person" in kinds else "clear")
+            all_boxes.append(boxes)
+            sink.writer.write(_finish(frame, rng, pool, f / fps))
+    meta = {
+        "classes": list(DETECTION_CLASSES),
+        "labels": labels,
+        "fps": fps,
+        "n_frames": n,
+        "size": list(size),
+        "boxes": [[[*b.xyxy, b.cls] for b in bs] for bs in all_boxes],
+        "seed": seed,
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
+    return SecurityVideo(path, all_boxes, labels, fps, n)
