@@ -117,23 +117,50 @@ def _is_bundle(path: str) -> bool:
     return p.is_dir() or p.name == "edgecam.json"
 
 
+def _task_of(path: str) -> str:
+    if _is_bundle(path):
+        from edgecam.runtime.bundle import load_bundle
+
+        return load_bundle(path).task
+    import torch
+
+    from edgecam.runtime.errors import EdgecamError
+
+    try:
+        return str(torch.load(path, map_location="cpu", weights_only=True).get("task", "classify"))
+    except Exception:  # the loaders below give the precise error
+        raise EdgecamError("not a readable edgecam checkpoint", path=path) from None
+
+
 def cmd_val(args: argparse.Namespace) -> int:
     from edgecam.runtime.errors import EdgecamError
-    from edgecam.runtime.evaluate import format_report
 
     if not Path(args.model).exists():
         raise EdgecamError(
             "no such checkpoint or bundle", path=args.model, fix="give RUN_DIR/best.pt or a bundle folder"
         )
-    if _is_bundle(args.model):
-        from edgecam.runtime.evaluate import evaluate_bundle
+    bundle = _is_bundle(args.model)
+    if _task_of(args.model) == "detect":
+        from edgecam.train.detection import validate
+        from edgecam.train.detection.evaluate import format_detection_report as fmt
 
-        report = evaluate_bundle(args.model, args.data, backend=args.backend, variant=args.variant)
+        if bundle:
+            report = validate.evaluate_detection_bundle(args.model, args.data, args.backend, args.variant)
+        else:
+            report = validate.evaluate_detection_checkpoint(args.model, args.data)
+        report.pop("pr_curves", None)
     else:
-        from edgecam.train.evaluate import evaluate_checkpoint
+        from edgecam.runtime.evaluate import format_report as fmt
 
-        report = evaluate_checkpoint(args.model, args.data)
-    _emit(args, report, f"{args.model} [{report['variant']} on {report['backend']}]\n{format_report(report)}")
+        if bundle:
+            from edgecam.runtime.evaluate import evaluate_bundle
+
+            report = evaluate_bundle(args.model, args.data, backend=args.backend, variant=args.variant)
+        else:
+            from edgecam.train.evaluate import evaluate_checkpoint
+
+            report = evaluate_checkpoint(args.model, args.data)
+    _emit(args, report, f"{args.model} [{report['variant']} on {report['backend']}]\n{fmt(report)}")
     return 0
 
 
@@ -248,7 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("val", cmd_val, "accuracy of a checkpoint or any bundle variant, with the same code")
     p.add_argument("model", help="CHECKPOINT (.pt) or BUNDLE folder")
-    p.add_argument("--data", required=True, help="ImageFolder dataset (its val/ folder is used when present)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="classifier: ImageFolder (its val/ folder when present); detector: data.yaml or COCO JSON",
+    )
     p.add_argument("--backend", default="openvino", help="engine for a bundle: onnxruntime or openvino")
     p.add_argument("--variant", help="bundle variant (default: the manifest's first the backend can run)")
 

@@ -81,7 +81,8 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
     val_images = load_val_images(det_val)
 
     args = detection_args(cfg, len(classes))
-    model = create_model(cfg.model, **args)
+    # channels_last: depthwise convolutions train about 1.6x faster on CPU in that layout
+    model = create_model(cfg.model, **args).to(memory_format=torch.channels_last)
     strides = list(model.strides)
     ema = ModelEMA(model, tau=max(50.0, len(train_dl) * 2)) if cfg.ema else None
     opt = build_optimizer(model, cfg)
@@ -101,7 +102,7 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
         steps = 0
         bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
         for images, targets, _ in bar:
-            preds = model(images)
+            preds = model(images.contiguous(memory_format=torch.channels_last))
             loss, parts = criterion(preds, targets, (spec.height, spec.width))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -120,7 +121,7 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
 
         @torch.no_grad()
         def predict(batch: np.ndarray, net: torch.nn.Module = evaluated) -> np.ndarray:
-            return net(torch.from_numpy(batch)).numpy()
+            return net(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)).numpy()
 
         report, _ = evaluate_detector(predict, det_val, spec, strides, images=val_images)
         fit = fitness(report)

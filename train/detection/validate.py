@@ -6,6 +6,7 @@ The same function serves the trainer's per-epoch validation, `edgecam val` and t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,3 +71,35 @@ def evaluate_detector(
     images = images if images is not None else load_val_images(det)
     predictions = predict_detections(predict, images, spec, strides)
     return coco_evaluate(det.samples, predictions, det.class_names), predictions
+
+
+def evaluate_detection_checkpoint(checkpoint: str | Path, data: str | Path) -> dict[str, Any]:
+    """`edgecam val CHECKPOINT --data data.yaml` for a detector."""
+    import torch
+
+    from edgecam.train.checkpoint import load_checkpoint
+    from edgecam.train.detection.datasets import load_detection_data
+
+    model, meta = load_checkpoint(checkpoint)
+
+    @torch.no_grad()
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(batch)).numpy()
+
+    det = load_detection_data(data, "val")
+    report, _ = evaluate_detector(predict, det, meta["preprocess_spec"], meta["detect"]["strides"])
+    return {**report, "model": str(checkpoint), "variant": "pytorch", "backend": "pytorch"}
+
+
+def evaluate_detection_bundle(
+    bundle: str | Path, data: str | Path, backend: str = "openvino", variant: str | None = None
+) -> dict[str, Any]:
+    """`edgecam val BUNDLE --data data.yaml`: the variant on the engine, through the same decode and COCO code."""
+    from edgecam.runtime.model import Model
+    from edgecam.train.detection.datasets import load_detection_data
+
+    model = Model(bundle, backend=backend, variant=variant)
+    det = load_detection_data(data, "val")
+    strides = model.bundle.manifest["detect"]["strides"]
+    report, _ = evaluate_detector(model.infer, det, model.spec, strides)
+    return {**report, "model": str(bundle), "variant": model.variant.name, "backend": backend}

@@ -176,10 +176,12 @@ def synth_detection(
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(counts[split]):
             if scenario == "retail":
-                scene = render_shelf(rng, size)
+                # a camera closer to the shelf than the slot-crop scenes, mostly stocked: products are the objects
+                rows, per_row = int(rng.integers(2, 5)), int(rng.integers(2, 6))
+                scene = render_shelf(rng, size, n_rows=rows, slots_per_row=per_row, state_probs=(0.6, 0.25, 0.15))
                 img, boxes = scene.image, scene.boxes
             else:
-                content = ("clear", "person", "vehicle", "vehicle")[i % 4]
+                content = ("person", "vehicle", "clear", "vehicle")[i % 4]  # a 1-image val split still has boxes
                 street = render_street(rng, size, content=content)
                 img, boxes = street.image, street.boxes
             lines = _yolo_lines(boxes, names, size)
