@@ -169,11 +169,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     variants = tuple(args.variants.split(",")) if args.variants else DEFAULT_VARIANTS
     manifest = export_bundle(args.checkpoint, args.out, data=args.data, variants=variants, force=args.force)
-    lines = [f"bundle written to {args.out}", f"{'variant':<16}{'top-1':>8}{'parity':>9}{'max prob diff':>15}"]
-    for name, var in manifest["variants"].items():
-        m = var["metrics"]
-        top1 = f"{m['top1']:.4f}" if "top1" in m else "-"
-        lines.append(f"{name:<16}{top1:>8}{m['parity']['top1_agreement']:>9.4f}{m['parity']['max_prob_diff']:>15.2e}")
+    lines = [f"bundle written to {args.out}"]
+    if manifest["task"] == "detect":
+        lines.append(f"{'variant':<16}{'mAP50':>8}{'mAP50-95':>10}{'boxes matched':>15}{'min IoU':>9}")
+        for name, var in manifest["variants"].items():
+            m, p = var["metrics"], var["metrics"]["parity"]
+            maps = f"{m['map50']:>8.4f}{m['map50_95']:>10.4f}" if "map50" in m else f"{'-':>8}{'-':>10}"
+            lines.append(f"{name:<16}{maps}{p['matched']:>15.4f}{p['min_iou']:>9.3f}")
+    else:
+        lines.append(f"{'variant':<16}{'top-1':>8}{'parity':>9}{'max prob diff':>15}")
+        for name, var in manifest["variants"].items():
+            m, p = var["metrics"], var["metrics"]["parity"]
+            top1 = f"{m['top1']:.4f}" if "top1" in m else "-"
+            lines.append(f"{name:<16}{top1:>8}{p['top1_agreement']:>9.4f}{p['max_prob_diff']:>15.2e}")
     _emit(args, manifest, "\n".join(lines))
     return 0
 

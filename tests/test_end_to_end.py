@@ -20,13 +20,31 @@ def test_synth_train_export_val_run(tmp_path):
     from edgecam.train.synth import make_shelf_video
 
     data, run, bundle = tmp_path / "data", tmp_path / "run", tmp_path / "bundle"
-    synth = json.loads(edgecam("data", "synth", "--scenario", "retail", "--out", str(data), "--n", "240",
-                               "--json").stdout)
+    synth = json.loads(
+        edgecam("data", "synth", "--scenario", "retail", "--out", str(data), "--n", "240", "--json").stdout
+    )
     assert synth["classes"] == ["stocked", "low", "empty"]
 
-    trained = json.loads(edgecam("train", "--task", "classify", "--data", str(data), "--model", "test_tiny",
-                                 "--imgsz", "48", "--epochs", "3", "--batch", "32", "--out", str(run),
-                                 "--json").stdout)
+    trained = json.loads(
+        edgecam(
+            "train",
+            "--task",
+            "classify",
+            "--data",
+            str(data),
+            "--model",
+            "test_tiny",
+            "--imgsz",
+            "48",
+            "--epochs",
+            "3",
+            "--batch",
+            "32",
+            "--out",
+            str(run),
+            "--json",
+        ).stdout
+    )
     assert trained["best"] == str(run / "best.pt") and trained["epochs_run"] >= 1
     assert 0.0 <= trained["best_metrics"]["top1"] <= 1.0
 
@@ -43,8 +61,22 @@ def test_synth_train_export_val_run(tmp_path):
     video = make_shelf_video(tmp_path / "shelf.mp4", seconds=1, fps=6, size=(640, 360), seed=3)
     rois = [f"--roi={x},{y},{w},{h}" for x, y, w, h in video.rois]
     out_video, jsonl = tmp_path / "annotated.mp4", tmp_path / "results.jsonl"
-    summary = json.loads(edgecam("run", str(bundle), "--source", str(video.path), *rois, "--backend", "onnxruntime",
-                                 "--save-video", str(out_video), "--jsonl", str(jsonl), "--json").stdout)
+    summary = json.loads(
+        edgecam(
+            "run",
+            str(bundle),
+            "--source",
+            str(video.path),
+            *rois,
+            "--backend",
+            "onnxruntime",
+            "--save-video",
+            str(out_video),
+            "--jsonl",
+            str(jsonl),
+            "--json",
+        ).stdout
+    )
     assert summary["frames"] == video.n_frames and summary["fps"] > 0
     assert {"read", "preprocess", "infer", "postprocess"} <= set(summary["stages"])
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
