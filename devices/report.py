@@ -1,4 +1,4 @@
-"""`make bench`: measure the demo bundle side by side in one run and write BENCHMARKS.md.
+"""`make bench`: measure the demo classifier and the synthetic-retail detector side by side; write BENCHMARKS.md.
 
 Each variant is timed in its own process: two engines in one process disturb each other's threads.
 """
@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+# YOLOv8n at 320x320 on a 2-core Zen 4 (shared/reference/peer-latency-2cpu.md), for context only.
+PEER = {"name": "YOLOv8n@320", "gflops": 2.19, "onnxruntime fp32": 13.5, "openvino int8": 4.85, "openvino f32": 12.0}
 
 
 def _cpu_name() -> str:
@@ -32,16 +36,54 @@ def _edgecam_json(*args: str) -> Any:
     return json.loads(result.stdout)
 
 
-def _versions() -> dict[str, str]:
+def _header(runs: int) -> list[str]:
     import onnxruntime
     import openvino
 
-    return {"onnxruntime": onnxruntime.__version__, "openvino": openvino.get_version().split("-")[0]}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {dt.date.today().isoformat()}: {_cpu_name()}, {cores} cores, "
+        f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
+        f"openvino {openvino.get_version().split('-')[0]}. Each variant timed in its own process, batch 1, "
+        f"{runs} runs after warm-up; medians and p95. Timings on shared machines are noisy: compare ratios "
+        "within one run.",
+        "",
+    ]
 
 
-def write_benchmarks(work: str | Path, out: str | Path, runs: int = 500) -> Path:
-    """Benchmark `work/bundle` (built by the demo if missing) and write the markdown report."""
-    work, out = Path(work), Path(out)
+def variant_rows(bundle: Path, runs: int) -> list[dict[str, Any]]:
+    manifest = json.loads((bundle / "edgecam.json").read_text())
+    rows = []
+    for name, var in manifest["variants"].items():
+        measured = _edgecam_json("benchmark", str(bundle), "--backends", var["backend"], "--runs", str(runs))
+        rows += [r for r in measured if r["variant"] == name]
+    return rows
+
+
+def bundle_table(bundle: Path, rows: list[dict[str, Any]], metric: str) -> list[str]:
+    manifest = json.loads((bundle / "edgecam.json").read_text())
+    base = next((r["p50_ms"] for r in rows if r["variant"] == "onnx-fp32"), None)
+    label = {"top1": "val top-1", "map50": "val mAP@0.5"}[metric]
+    lines = [
+        f"| variant | backend | engine precision | {label} | p50 ms | p95 ms | FPS | vs ORT FP32 | size KB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = manifest["variants"][r["variant"]]["metrics"]
+        eng = r["engine"].get("engine_precision", r["precision"])
+        value = met.get(metric)
+        shown = f"{value:.4f}" if isinstance(value, float) else "-"
+        ratio = f"{base / r['p50_ms']:.2f}x" if base else "-"
+        lines.append(
+            f"| {r['variant']} | {r['backend']} | {eng} | {shown} | {r['p50_ms']:.3f} | {r['p95_ms']:.3f} "
+            f"| {r['fps']:.0f} | {ratio} | {r['size_kb']:.0f} |"
+        )
+    return lines
+
+
+def classifier_section(work: Path, runs: int) -> list[str]:
     bundle = work / "bundle"
     if not (bundle / "edgecam.json").is_file() or not (work / "shelf.mp4").is_file():
         from edgecam.demo import run_demo
@@ -49,51 +91,22 @@ def write_benchmarks(work: str | Path, out: str | Path, runs: int = 500) -> Path
         run_demo(work)
     manifest = json.loads((bundle / "edgecam.json").read_text())
     video = json.loads((work / "shelf.json").read_text())
-    rows = []
-    for name, var in manifest["variants"].items():
-        backend = var["backend"]
-        row = _edgecam_json("benchmark", str(bundle), "--backends", backend, "--runs", str(runs))
-        rows += [r for r in row if r["variant"] == name]
-    base = next(r for r in rows if r["variant"] == "onnx-fp32")["p50_ms"]
-    runs_out = {}
-    for backend in ("onnxruntime", "openvino"):
-        rois = [f"--roi={x},{y},{w},{h}" for x, y, w, h in video["rois"]]
-        runs_out[backend] = _edgecam_json(
-            "run", str(bundle), "--source", str(work / "shelf.mp4"), "--backend", backend, *rois
-        )
-    m = manifest["model"]
+    m, pre = manifest["model"], manifest["preprocess"]
     lines = [
-        "# Benchmarks",
+        f"## Shelf-slot classifier ({m['name']}, {pre['height']}x{pre['width']}, {m['gflops']:.4f} GFLOPs, "
+        f"{m['params_m'] * 1000:.0f} k params; trained by `make demo`)",
         "",
-        f"Measured by `make bench` on {dt.date.today().isoformat()}: {_cpu_name()}, "
-        f"{_nproc()} cores, Python {platform.python_version()}, "
-        + ", ".join(f"{k} {v}" for k, v in _versions().items())
-        + ". Each variant timed in its own process, batch 1, "
-        f"{runs} runs after warm-up; medians and p95. Timings on shared machines are noisy: compare ratios "
-        "within one run.",
+        *bundle_table(bundle, variant_rows(bundle, runs), "top1"),
         "",
-        f"## Shelf-slot classifier ({m['name']}, {manifest['preprocess']['height']}x{manifest['preprocess']['width']}, "
-        f"{m['gflops']:.4f} GFLOPs, {m['params_m'] * 1000:.0f} k params)",
-        "",
-        "| variant | backend | engine precision | val top-1 | p50 ms | p95 ms | FPS | vs ORT FP32 | size KB |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        met = manifest["variants"][r["variant"]]["metrics"]
-        eng = r["engine"].get("engine_precision", r["precision"])
-        lines.append(
-            f"| {r['variant']} | {r['backend']} | {eng} | {met.get('top1', float('nan')):.4f} | {r['p50_ms']:.3f} "
-            f"| {r['p95_ms']:.3f} | {r['fps']:.0f} | {base / r['p50_ms']:.2f}x | {r['size_kb']:.0f} |"
-        )
-    lines += [
-        "",
-        f"## `edgecam run` on the demo shelf video ({video['size'][0]}x{video['size'][1]}, {video['n_frames']} frames, "
-        f"{len(video['rois'])} slot ROIs batched per frame)",
+        f"`edgecam run` on the demo shelf video ({video['size'][0]}x{video['size'][1]}, {video['n_frames']} frames, "
+        f"{len(video['rois'])} slot ROIs batched per frame), stage times in ms:",
         "",
         "| backend | FPS | read p50 | preprocess p50 | infer p50 | infer p95 | postprocess p50 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for backend, s in runs_out.items():
+    rois = [f"--roi={x},{y},{w},{h}" for x, y, w, h in video["rois"]]
+    for backend in ("onnxruntime", "openvino"):
+        s = _edgecam_json("run", str(bundle), "--source", str(work / "shelf.mp4"), "--backend", backend, *rois)
         st = s["stages"]
 
         def p(stage: str, key: str = "p50_ms", st: dict = st) -> str:
@@ -103,12 +116,78 @@ def write_benchmarks(work: str | Path, out: str | Path, runs: int = 500) -> Path
             f"| {backend} | {s['fps']:.1f} | {p('read')} | {p('preprocess')} | {p('infer')} | {p('infer', 'p95_ms')} "
             f"| {p('postprocess')} |"
         )
-    lines += ["", "Stage times in ms. Reproduce with `make bench` (or `edgecam benchmark BUNDLE`).", ""]
+    return [*lines, ""]
+
+
+def build_detector(work: Path, minutes: float = 10.0) -> Path:
+    """Synthetic retail scenes -> ecdet_s trained for at most `minutes` -> bundle (kept for later runs)."""
+    from edgecam.export.bundle_writer import export_bundle
+    from edgecam.train.config import load_config
+    from edgecam.train.detection.trainer import train_detector
+    from edgecam.train.synth import synth_detection
+
+    data, run, bundle = work / "data", work / "train", work / "bundle"
+    if not (data / "data.yaml").is_file():
+        synth_detection("retail", data, 800, seed=0)
+    if not (run / "results.json").is_file():
+        cfg = load_config(
+            None, dict(task="detect", data=str(data / "data.yaml"), out=str(run), epochs=30, time_limit=minutes)
+        )
+        train_detector(cfg)
+    if not (bundle / "edgecam.json").is_file():
+        export_bundle(run / "best.pt", bundle, data=data / "data.yaml", force=True)
+    return bundle
+
+
+def detector_section(work: Path, runs: int) -> list[str]:
+    bundle = build_detector(work)
+    manifest = json.loads((bundle / "edgecam.json").read_text())
+    trained = json.loads((work / "train" / "results.json").read_text())
+    m, pre = manifest["model"], manifest["preprocess"]
+    rows = variant_rows(bundle, runs)
+    lines = [
+        f"## Retail detector ({m['name']}, {pre['height']}x{pre['width']}, {m['gflops']:.3f} GFLOPs, "
+        f"{m['params_m']:.3f} M params)",
+        "",
+        f"Trained from scratch on 640 synthetic retail scenes ({len(manifest['class_names'])} classes) for "
+        f"{trained['epochs_run']} epochs / {trained['seconds'] / 60:.1f} min on this machine; best epoch "
+        f"{trained['best_epoch']}: mAP@0.5 {trained['best_metrics']['map50']:.4f}, "
+        f"mAP@0.5:0.95 {trained['best_metrics']['map50_95']:.4f} (pycocotools, 160 val scenes).",
+        "",
+        *bundle_table(bundle, rows, "map50"),
+        "",
+        f"Context: {PEER['name']} is {PEER['gflops']} GFLOPs and measured {PEER['onnxruntime fp32']} ms with ONNX "
+        f"Runtime FP32, {PEER['openvino f32']} ms with OpenVINO f32 and {PEER['openvino int8']} ms with OpenVINO "
+        "INT8 on the same kind of machine (reference table, not this run).",
+    ]
+    ort = next((r for r in rows if r["variant"] == "onnx-fp32"), None)
+    if ort:
+        lines.append(
+            f"ONNX Runtime FP32 here: {ort['p50_ms']:.2f} ms = {ort['p50_ms'] / PEER['onnxruntime fp32']:.2f}x "
+            "YOLOv8n's reference latency (target <= 0.33x)."
+        )
+    per_class = manifest["variants"]["onnx-fp32"]["metrics"].get("per_class", {})
+    if per_class:
+        lines += [
+            "",
+            "Per-class AP (ONNX Runtime FP32 variant, export-time validation):",
+            "",
+            "| class | AP@0.5 | AP@0.5:0.95 | recall@0.5 | boxes |",
+            "|---|---|---|---|---|",
+        ]
+        for name, c in per_class.items():
+            if c["ap50"] is not None:
+                lines.append(f"| {name} | {c['ap50']:.3f} | {c['ap50_95']:.3f} | {c['recall50']:.3f} | {c['gt']} |")
+    return [*lines, ""]
+
+
+def write_benchmarks(
+    work: str | Path, out: str | Path, runs: int = 500, detector_work: str | Path | None = None
+) -> Path:
+    """Benchmark the demo classifier and the detector (each built first when missing) into one markdown file."""
+    work, out = Path(work), Path(out)
+    det_work = Path(detector_work) if detector_work else work.parent / "bench-detector"
+    lines = _header(runs) + classifier_section(work, runs) + detector_section(det_work, runs)
+    lines += ["Reproduce with `make bench` (or `edgecam benchmark BUNDLE` for one bundle).", ""]
     out.write_text("\n".join(lines))
     return out
-
-
-def _nproc() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -68,7 +68,7 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("width", float, "width multiplier override"),
     ("seed", int, "random seed"),
     ("threads", int, "torch threads"),
-    ("time_limit", float, "stop after the epoch that passes this many minutes"),
+    ("time_limit", float, "train for at most this many minutes (no epoch starts that would end past it)"),
     ("val_fraction", float, "validation fraction when the data has no val/ folder"),
     ("mosaic", float, "detection: probability of a 4-image mosaic"),
     ("close_mosaic", int, "detection: turn mosaic off for the last N epochs"),
@@ -208,6 +208,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from edgecam.runtime.verify import verify_bundle
+
+    report = verify_bundle(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads)
+    _emit(args, report.to_dict(), report.format())
+    for problem in report.problems:
+        print(f"edgecam verify: error: {problem}", file=sys.stderr)
+    return 0 if report.passed else 2
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecam.devices.benchmark import benchmark_bundle, format_rows
 
@@ -310,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--conf", type=float, help="detection score threshold (default: the bundle's)")
     p.add_argument("--iou", type=float, help="detection NMS IoU threshold (default: the bundle's)")
+
+    p = add("verify", cmd_verify, "device self-test: every file's sha256, then the golden frames on each backend")
+    p.add_argument("bundle")
+    p.add_argument("--backend", help="only this engine (default: every backend that can run each variant)")
+    p.add_argument("--variant", help="only this variant (default: all)")
+    p.add_argument("--threads", type=int, help="inference threads")
 
     p = add("benchmark", cmd_benchmark, "batch-1 latency of every variant per backend")
     p.add_argument("bundle")

@@ -51,7 +51,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     threads: int | None = None
-    time_limit: float | None = None  # minutes; training stops after the epoch that passes it
+    time_limit: float | None = None  # minutes; no epoch starts that would end past it
     progress: bool = True
 
     def __post_init__(self) -> None:

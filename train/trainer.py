@@ -89,6 +89,15 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def out_of_time(limit_minutes: float | None, start: float, history: list[dict[str, float]]) -> bool:
+    """True when another epoch, as long as the last one, would end past the limit: the limit is never exceeded."""
+    if not limit_minutes or not history:
+        return False
+    elapsed = time.time() - start
+    last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
+    return elapsed + last > limit_minutes * 60
+
+
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
 
@@ -210,7 +219,7 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
         if cfg.patience and stale >= cfg.patience:
             stopped_early = True
             break
-        if cfg.time_limit and (time.time() - start) / 60 >= cfg.time_limit:
+        if out_of_time(cfg.time_limit, start, history):
             stopped_early = True
             break
 

@@ -112,3 +112,9 @@ def _dets(rows):
 def test_compare_detections_table(ref, cand, passed):
     result = compare_detections([_dets(ref)], [_dets(cand)], variant="v", backend="b", precision="fp32", conf=0.25)
     assert result.passed == passed, result.describe()
+
+
+class TestOpenCvDetections(DetParityTemplate):
+    """OpenCV DNN reading the detector's ONNX file (opset 18, dynamic batch)."""
+
+    backend, variant = "opencv", "onnx-fp32"

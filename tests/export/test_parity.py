@@ -82,3 +82,9 @@ def test_disagreeing_top1_fails():
     cand[0] = [0.0, 2.0, 0.0]
     result = compare_logits(ref, cand, variant="v", backend="b", precision="fp32")
     assert result.top1_agreement == pytest.approx(0.9) and not result.passed
+
+
+class TestOpenCvFP32(ParityTemplate):
+    """OpenCV DNN: a third engine reading the same ONNX file (new graph engine on OpenCV 5, else classic)."""
+
+    backend, variant = "opencv", "onnx-fp32"

@@ -78,3 +78,23 @@ def test_one_class_dataset_is_an_error(tmp_path):
     (tmp_path / "only" / "x.png").write_bytes(b"")
     with pytest.raises(EdgecamError, match="at least two"):
         train_classifier(quick(tmp_path, tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    ("limit", "elapsed", "epochs", "stop"),
+    [
+        (None, 1000.0, [10.0], False),  # no limit
+        (1.0, 5.0, [], False),  # nothing to extrapolate from yet
+        (1.0, 40.0, [20.0, 40.0], False),  # 40 + 20 = 60 s: the next epoch just fits
+        (1.0, 41.0, [20.0, 41.0], True),  # 41 + 21 > 60 s
+        (10.0, 500.0, [480.0, 500.0], False),  # short last epoch
+    ],
+)
+def test_time_limit_is_never_exceeded(limit, elapsed, epochs, stop, monkeypatch):
+    import time as time_mod
+
+    from edgecam.train.trainer import out_of_time
+
+    monkeypatch.setattr(time_mod, "time", lambda: 1000.0 + elapsed)
+    history = [{"seconds": s} for s in epochs]
+    assert out_of_time(limit, 1000.0, history) == stop

@@ -31,6 +31,7 @@ from edgecam.train.trainer import (
     append_csv,
     build_optimizer,
     build_scheduler,
+    out_of_time,
     seed_everything,
     to_yaml,
 )
@@ -162,7 +163,7 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
         if cfg.patience and stale >= cfg.patience:
             stopped_early = True
             break
-        if cfg.time_limit and (time.time() - start) / 60 >= cfg.time_limit:
+        if out_of_time(cfg.time_limit, start, history):
             stopped_early = True
             break
 

@@ -1,0 +1,233 @@
+"""Structured channel pruning: torch-pruning's dependency graph removes whole channels from every coupled layer
+(residual adds, depthwise convs, the detector neck's upsample + add), so the model really gets smaller and faster.
+
+A pruned model no longer matches `create_model(name, **args)`. Its checkpoint therefore carries, under
+`PRUNED_KEY`, torch-pruning's pruning history (which channels left which layer, in order: plain lists that
+`torch.load(weights_only=True)` accepts); `restore_pruned_channels` replays it on the freshly built registered model
+before the weights load. That function is the hook `edgecam.train.checkpoint.load_checkpoint` calls.
+
+This module imports neither the checkpoint code nor the trainers, so the checkpoint module can import it;
+fine-tuning, reports and the sweep live in `edgecam.train.prune_finetune`.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from edgecam.runtime.errors import EdgecamError
+from edgecam.train.flops import count_flops
+
+PRUNED_KEY = "pruned"  # checkpoint key of the pruning record
+PRUNED_FORMAT = 1
+ROUND_TO = 8  # channel counts stay multiples of 8: SIMD-friendly, and what turns fewer FLOPs into less time
+TARGET_MAX_RATIO = 0.9  # target-GFLOPs mode never removes more than this fraction of a layer's channels
+TARGET_STEPS = 30  # ... and gets there in this many equal steps, stopping at the first one under the target
+
+
+def check_prune_args(ratio: float | None, target_gflops: float | None) -> None:
+    """Exactly one of ratio (fraction of channels to remove) and target GFLOPs, each in its valid range."""
+    if (ratio is None) == (target_gflops is None):
+        raise EdgecamError(
+            "give exactly one of --ratio and --target-gflops",
+            fix="e.g. --ratio 0.5 removes half the channels; --target-gflops 0.1 prunes until the model fits",
+        )
+    if ratio is not None and not 0.0 < ratio < 1.0:
+        raise EdgecamError(f"--ratio {ratio} must lie strictly between 0 and 1", fix="e.g. --ratio 0.5")
+    if target_gflops is not None and not target_gflops > 0.0:
+        raise EdgecamError(f"--target-gflops {target_gflops} must be positive", fix="e.g. --target-gflops 0.1")
+
+
+def protected_layers(model: nn.Module) -> list[nn.Module]:
+    """Layers whose output channels never change: the stem (first conv), every `nn.Linear` (the classifier) and
+    the final `cls`/`reg` convs of detector heads, whose output channels are the output format."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise EdgecamError(f"{type(model).__name__} has no convolutions to prune")
+    layers: list[nn.Module] = [convs[0]]
+    layers += [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for m in model.modules():
+        layers += [getattr(m, a) for a in ("cls", "reg") if isinstance(getattr(m, a, None), nn.Conv2d)]
+    return layers
+
+
+def channel_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every conv and linear layer, by module name: what the report and tests compare."""
+    return {
+        name: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+
+
+def prune_model(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    *,
+    ratio: float | None = None,
+    target_gflops: float | None = None,
+    global_pruning: bool = False,
+    round_to: int = ROUND_TO,
+) -> dict[str, Any]:
+    """Remove channels in place, by `ratio` or in steps until GFLOPs <= `target_gflops`.
+
+    Importance is the group L2 norm (all coupled weights of a channel together). Uniform pruning removes `ratio`
+    of each layer group's channels; `global_pruning` ranks channels across the whole network instead. Returns the
+    record to store in the checkpoint under `PRUNED_KEY`.
+    """
+    check_prune_args(ratio, target_gflops)
+    iterative = target_gflops is not None
+    before = count_flops(model, input_shape)
+    if iterative and target_gflops >= before["gflops"]:
+        raise EdgecamError(
+            f"the model already needs only {before['gflops']:.4g} GFLOPs <= --target-gflops {target_gflops}",
+            fix=f"give a target below {before['gflops']:.4g} or skip pruning",
+        )
+    was_training = model.training
+    model.eval()  # tracing runs a forward pass: BatchNorm statistics must not see the dummy input
+    pruner = tp.pruner.MetaPruner(
+        model,
+        torch.zeros(1, *input_shape),
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=TARGET_MAX_RATIO if iterative else ratio,
+        iterative_steps=TARGET_STEPS if iterative else 1,
+        global_pruning=global_pruning,
+        ignored_layers=protected_layers(model),
+        round_to=round_to,
+    )
+    steps = 0
+    for _ in range(pruner.iterative_steps):
+        pruner.step()
+        steps += 1
+        if not iterative or count_flops(model, input_shape)["gflops"] <= target_gflops:
+            break
+    model.train(was_training)
+    after = count_flops(model, input_shape)
+    if iterative and after["gflops"] > target_gflops:
+        raise EdgecamError(
+            f"cannot reach {target_gflops} GFLOPs: removing {TARGET_MAX_RATIO:.0%} of the channels leaves "
+            f"{after['gflops']:.4g} GFLOPs",
+            fix="raise --target-gflops, or start from a smaller model or input size",
+        )
+    history = [[str(n), bool(out), [int(getattr(i, "idx", i)) for i in idxs]] for n, out, idxs in pruner.pruning_history()]
+    return {
+        "format": PRUNED_FORMAT,
+        "input_shape": [int(s) for s in input_shape],
+        "history": history,
+        "ratio": ratio,
+        "target_gflops": target_gflops,
+        "channel_ratio": round(float(pruner.per_step_pruning_ratio[steps]), 4),
+        "global": bool(global_pruning),
+        "round_to": round_to,
+        "steps": steps,
+        "base": before,
+    }
+
+
+def restore_pruned_channels(model: nn.Module, pruned: dict[str, Any] | None) -> nn.Module:
+    """Checkpoint hook: replay a stored pruning history on a freshly built model; unpruned checkpoints (None) pass
+    through untouched. Deterministic: the same channels leave the same layers, so the state dict fits exactly."""
+    if not pruned:
+        return model
+    if not isinstance(pruned, dict) or pruned.get("format") != PRUNED_FORMAT:
+        raise EdgecamError(
+            f"unknown pruning record format {pruned.get('format') if isinstance(pruned, dict) else pruned!r}",
+            fix="re-run `edgecam prune` with this edgecam version",
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *pruned["input_shape"]))
+        graph.load_pruning_history([(name, out, list(idxs)) for name, out, idxs in pruned["history"]])
+    except (AttributeError, IndexError, KeyError, RuntimeError, ValueError) as exc:
+        raise EdgecamError(
+            f"the pruning history does not fit the model ({type(exc).__name__}: {exc})",
+            fix="the checkpoint was pruned from a different architecture; re-run `edgecam prune`",
+        ) from None
+    model.train(was_training)
+    return model
+
+
+def model_stats(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, float]:
+    """GFLOPs, parameters and the serialized state-dict size: what storage and compute budgets are checked against."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return {**count_flops(model, input_shape), "state_dict_mb": round(buf.tell() / 2**20, 4)}
+
+
+def compare_latency(
+    models: dict[str, nn.Module],
+    input_shape: tuple[int, int, int],
+    runs: int = 50,
+    rounds: int = 5,
+    onnx: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Batch-1 CPU latency (median ms) of each model in torch eager and, with `onnx`, ONNX Runtime.
+
+    The models take turns in `rounds` interleaved blocks, so load from other processes hits all of them alike.
+    """
+    x = torch.rand(1, *input_shape)
+    runners: dict[str, dict[str, Any]] = {name: {"torch": _eager_runner(m, x)} for name, m in models.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        if onnx:
+            for i, (name, m) in enumerate(models.items()):
+                runners[name]["onnxruntime"] = _onnx_runner(m, x, Path(tmp) / f"model{i}.onnx")
+        return _time_interleaved(runners, runs, rounds)
+
+
+def _eager_runner(model: nn.Module, x: torch.Tensor) -> Any:
+    model = model.eval()
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+def _onnx_runner(model: nn.Module, x: torch.Tensor, path: Path) -> Any:
+    """The same exporter settings as `edgecam export` (dynamo, opset 18), loaded by the runtime's own backend."""
+    import logging
+    import warnings
+
+    from edgecam.runtime.backends import create_backend
+
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # a line per torchvision op it skips; we use none
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.eval(), (x,), str(path), input_names=["images"], opset_version=18, dynamo=True)
+    finally:
+        quiet.setLevel(level)
+    engine = create_backend("onnxruntime")
+    engine.load(path, threads=torch.get_num_threads())
+    batch = x.numpy()
+    return lambda: engine.infer(batch)
+
+
+def _time_interleaved(runners: dict[str, dict[str, Any]], runs: int, rounds: int) -> dict[str, dict[str, float]]:
+    times: dict[str, dict[str, list[float]]] = {n: {k: [] for k in r} for n, r in runners.items()}
+    for r in runners.values():
+        for fn in r.values():
+            for _ in range(3):  # warm-up: allocator, thread pools, lazy initialisation
+                fn()
+    per_round = max(1, int(np.ceil(runs / rounds)))
+    for _ in range(rounds):
+        for name, r in runners.items():
+            for key, fn in r.items():
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    fn()
+                    times[name][key].append((time.perf_counter() - start) * 1e3)
+    return {n: {f"{k}_ms": round(statistics.median(v), 4) for k, v in t.items()} for n, t in times.items()}
