@@ -15,7 +15,8 @@ import numpy as np
 from edgecam.runtime.decode import box_iou
 from edgecam.runtime.types import Detections
 
-# precision -> (min fraction of boxes matched, min IoU of a match, max score difference of a match)
+# precision -> (min fraction of boxes matched, IoU that counts as a match, max score difference of a match).
+# A fraction, not "every box": where two boxes of one object score alike, NMS may keep either one (flicker).
 TOLERANCE = {"fp32": (0.99, 0.95, 0.01), "fp16": (0.97, 0.9, 0.05), "bf16": (0.95, 0.85, 0.08)}
 MARGIN = 0.05  # boxes are matched against the other side's boxes down to conf - MARGIN: no threshold flicker
 
@@ -38,11 +39,7 @@ class DetParityResult:
 
     @property
     def passed(self) -> bool:
-        return (
-            self.matched >= self.min_matched
-            and self.min_iou >= self.min_iou_required
-            and self.max_score_diff <= self.max_score_diff_allowed
-        )
+        return self.matched >= self.min_matched and self.max_score_diff <= self.max_score_diff_allowed
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -50,13 +47,15 @@ class DetParityResult:
 
     def describe(self) -> str:
         return (
-            f"{self.variant} on {self.backend}: {self.matched:.4f} of {self.boxes} boxes matched "
-            f"(need >= {self.min_matched}), min IoU {self.min_iou:.3f} (need >= {self.min_iou_required}), "
+            f"{self.variant} on {self.backend}: {self.matched:.4f} of {self.boxes} boxes matched at IoU >= "
+            f"{self.min_iou_required} (need >= {self.min_matched}), mean IoU {self.mean_iou:.3f}, "
             f"max score diff {self.max_score_diff:.3f} (allowed {self.max_score_diff_allowed})"
         )
 
 
-def _match(ref: Detections, cand: Detections, conf: float) -> tuple[int, int, list[float], list[float]]:
+def _match(
+    ref: Detections, cand: Detections, conf: float, iou_required: float
+) -> tuple[int, int, list[float], list[float]]:
     """Each box of `ref` scoring >= conf against same-class boxes of `cand` scoring >= conf - MARGIN."""
     keep_r, keep_c = ref.scores >= conf, cand.scores >= conf - MARGIN
     r, c = ref[keep_r], cand[keep_c]
@@ -67,8 +66,9 @@ def _match(ref: Detections, cand: Detections, conf: float) -> tuple[int, int, li
     iou = box_iou(r.xyxy, c.xyxy) * (r.class_ids[:, None] == c.class_ids[None, :])
     best = iou.argmax(1)
     best_iou = iou[np.arange(len(r)), best]
-    ok = best_iou > 0.5
-    return len(r), int(ok.sum()), best_iou[ok].tolist(), np.abs(r.scores[ok] - c.scores[best[ok]]).tolist()
+    ok = best_iou >= iou_required
+    seen = best_iou > 0
+    return len(r), int(ok.sum()), best_iou[seen].tolist(), np.abs(r.scores[ok] - c.scores[best[ok]]).tolist()
 
 
 def compare_detections(
@@ -82,16 +82,16 @@ def compare_detections(
     max_abs_raw_diff: float = float("nan"),
 ) -> DetParityResult:
     """Both directions: every confident reference box must be found in the candidate and vice versa."""
+    min_matched, min_iou, max_diff = TOLERANCE.get(precision, (0.0, 0.0, 1.0))
     total = matched = 0
     ious: list[float] = []
     diffs: list[float] = []
     for ref, cand in zip(reference, candidate, strict=True):
         for a, b in ((ref, cand), (cand, ref)):
-            n, m, i, d = _match(a, b, conf)
+            n, m, i, d = _match(a, b, conf, min_iou)
             total, matched = total + n, matched + m
             ious += i
             diffs += d
-    min_matched, min_iou, max_diff = TOLERANCE.get(precision, (0.0, 0.0, 1.0))
     return DetParityResult(
         variant=variant,
         backend=backend,
