@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= runs/demo
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install system-deps demo test test-fast lint format bench clean
 
 # torch==2.13.0 first: that exact pin takes the CPU build; a bare `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -17,10 +17,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Real components the tests start on loopback: an MQTT broker, an ffmpeg stream server, headless Chromium.
+SYSTEM_BINS := mosquitto ffmpeg chromium
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINS); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing (used by the stream, MQTT and live-view tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "warning: missing$$missing: the tests that need them will skip (install them, or run as root)"; \
+	  fi; \
+	fi
+
 demo: install
 	$(BIN)/edgecam demo --out $(DEMO)
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -q --timeout=900
 
 test-fast: install
