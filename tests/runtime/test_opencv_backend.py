@@ -80,3 +80,45 @@ def test_load_errors_name_the_file_and_the_fix(tmp_path, content, device, messag
         create_backend("opencv").load(path, device=device)
     if device == "CPU":
         assert info.value.path == str(path) and "onnxruntime" in (info.value.fix or "")
+
+
+def test_an_unconnected_output_is_an_error_not_none(tiny_bundle, tmp_path):
+    """OpenCV returns None for an output no node produces (seen with a byte flipped in a name)."""
+    import onnx
+
+    model = onnx.load(str(tiny_bundle / "model.onnx"))
+    model.graph.node[-1].output[0] = "other"
+    onnx.save(model, str(tmp_path / "broken.onnx"))
+    engine = create_backend("opencv")
+    engine.load(tmp_path / "broken.onnx")
+    with pytest.raises(EdgecamError, match=r"no output \['logits'\]"):
+        engine.infer(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_a_qdq_int8_model_runs_on_the_classic_engine(tiny_bundle, tmp_path):
+    """OpenCV 5.0's new engine cannot read QDQ graphs; the backend falls back to the classic one, which can."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    batch, _ = preprocess_batch(frames(4), load_bundle(tiny_bundle).preprocess)
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter({"images": batch[i : i + 1]} for i in range(len(batch)))
+
+        def get_next(self) -> dict | None:
+            return next(self.rows, None)
+
+    int8 = tmp_path / "int8.onnx"
+    quantize_static(
+        str(tiny_bundle / "model.onnx"),
+        str(int8),
+        Calibration(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    engine = create_backend("opencv")
+    engine.load(int8, threads=1, precision="int8")
+    reference = create_backend("onnxruntime")
+    reference.load(int8, threads=1)
+    np.testing.assert_allclose(engine.infer(batch)[0], reference.infer(batch)[0], atol=1e-4)

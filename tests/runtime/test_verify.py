@@ -12,7 +12,8 @@ import pytest
 
 from edgecam.cli import main
 from edgecam.export.golden_writer import golden_indices, write_golden
-from edgecam.runtime.backends import create_backend
+from edgecam.runtime import backends
+from edgecam.runtime.backends import Backend, backend_names, create_backend
 from edgecam.runtime.bundle import load_bundle, sha256_file, write_manifest
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.golden import compare_classify, compare_detect, default_tolerance, load_frames
@@ -176,6 +177,45 @@ def test_bundle_without_golden_still_fails_on_a_damaged_file(bundle_copy):
 def test_bad_choices_raise(golden_bundle, backend, variant, message):
     with pytest.raises(EdgecamError, match=message):
         verify_bundle(golden_bundle, backend=backend, variant=variant)
+
+
+class _Absent(Backend):
+    """Stands for an engine whose package is not installed on this device."""
+
+    name, formats = "absent", ("onnx",)
+
+    def load(self, path, threads=None, precision="fp32", device="CPU"):
+        raise EdgecamError("absent is not installed", fix="pip install absent") from ImportError("absent")
+
+    def infer(self, batch):
+        raise AssertionError("never loaded")
+
+
+class _Crashes(_Absent):
+    name = "crashes"
+
+    def load(self, path, threads=None, precision="fp32", device="CPU"):
+        pass
+
+    def infer(self, batch):
+        raise RuntimeError("kernel failed\nC++ context")
+
+
+@pytest.mark.parametrize(
+    ("engine", "chosen", "problem", "note"),
+    [
+        (_Absent, False, None, "backend absent is not installed: skipped"),
+        (_Absent, True, "cannot run: absent is not installed", None),
+        (_Crashes, False, "cannot run: kernel failed (check that this backend can read the model)", None),
+    ],
+)
+def test_engine_failures_are_reported_not_raised(golden_bundle, monkeypatch, engine, chosen, problem, note):
+    backend_names()  # discover the real plugins before adding the fake one
+    monkeypatch.setitem(backends._REGISTRY, engine.name, engine)
+    report = verify_bundle(golden_bundle, backend=engine.name if chosen else None, threads=1)
+    assert len(report.problems) == (1 if problem else 0), report.problems
+    assert problem is None or problem in report.problems[0]
+    assert note is None or note in report.notes
 
 
 def test_malformed_golden_entry_is_an_error(damaged):

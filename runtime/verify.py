@@ -1,0 +1,247 @@
+"""`edgecam verify`: the device self-test before serving. Every file against its sha256, then the golden frames
+through each variant on each backend, compared with the outputs stored at export. No torch, no export/ imports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecam.runtime.backends import backend_names, create_backend
+from edgecam.runtime.bundle import Bundle, Variant, load_bundle, sha256_file
+from edgecam.runtime.decode import decode_detections
+from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.golden import (
+    MATCH_MARGIN,
+    GoldenComparison,
+    compare_classify,
+    compare_detect,
+    default_tolerance,
+    load_frames,
+    load_output,
+    sigmoid_scores,
+)
+from edgecam.runtime.model import default_threads, detect_settings
+from edgecam.runtime.preprocess import Letterbox, preprocess_batch
+from edgecam.runtime.types import Detections
+
+DRIFT_FIX = "the model no longer gives its exported output: re-copy the bundle or re-export it"
+
+
+@dataclass
+class GoldenRun:
+    """One variant on one backend, re-run on the golden frames."""
+
+    variant: str
+    backend: str
+    metrics: dict[str, Any]
+    problems: list[str]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        m = self.metrics
+        if "top1_same" in m:
+            return f"top-1 {m['top1_same']}/{m['frames']}, max Δprob {m['max_prob_diff']:.1e}"
+        if "boxes" in m:
+            boxes = f"{m['matched']:.3f} of {m['boxes']} boxes matched"
+            return f"{boxes}, min IoU {m['min_iou']:.3f}, max Δscore {m['max_score_diff']:.1e}"
+        return "; ".join(self.problems)
+
+
+@dataclass
+class VerifyReport:
+    """Files checked, golden runs and one line per problem; `passed` means safe to serve."""
+
+    bundle: str
+    task: str
+    files: dict[str, str]  # relative path -> "ok" | "missing" | "changed"
+    golden_frames: int  # 0: the bundle stores none
+    runs: list[GoldenRun] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        runs = [{**asdict(r), "passed": r.passed} for r in self.runs]
+        return {**asdict(self), "runs": runs, "passed": self.passed}
+
+    def format(self) -> str:
+        intact = sum(s == "ok" for s in self.files.values())
+        golden = f"{self.golden_frames} golden frames" if self.golden_frames else "no golden frames"
+        lines = [f"{self.bundle} ({self.task}): {intact}/{len(self.files)} files intact, {golden}"]
+        for r in self.runs:
+            verdict = "ok" if r.passed else "FAIL"
+            lines.append(f"  {r.variant:<16}{r.backend:<13}{verdict:<6}{r.summary()}  ({r.seconds * 1000:.0f} ms)")
+        lines += [f"  note: {n}" for n in self.notes]
+        verdict = "verified" if self.passed else f"FAILED with {len(self.problems)} problem(s)"
+        lines.append(f"{verdict} in {self.seconds:.2f} s")
+        return "\n".join(lines)
+
+
+def _file_status(root: Path, rel: str, info: dict[str, Any]) -> str:
+    path = root / rel
+    if not path.is_file():
+        return "missing"
+    return "ok" if sha256_file(path) == info.get("sha256") else "changed"
+
+
+def _golden_entry(bundle: Bundle) -> dict[str, Any] | None:
+    entry = bundle.manifest.get("golden")
+    if entry is None:
+        return None
+    keys = ("frames", "outputs", "files")
+    if not isinstance(entry, dict) or any(not entry.get(k) for k in keys) or not isinstance(entry["outputs"], dict):
+        raise EdgecamError(f"malformed 'golden' entry: it needs {list(keys)}", path=bundle.root, fix="re-export")
+    return entry
+
+
+def _plan(bundle: Bundle, backend: str | None, variant: str | None) -> list[tuple[Variant, str]]:
+    """(variant, backend) pairs to run: the ones asked for, else every variant on every backend that runs it."""
+    formats = {name: create_backend(name).formats for name in ([backend] if backend else backend_names())}
+    if variant is not None:
+        variants = [bundle.variant(variant, formats[backend] if backend else None)]
+    else:
+        variants = list(bundle.variants.values())
+    pairs = [(v, name) for v in variants for name, fmts in formats.items() if v.format in fmts]
+    if not pairs:
+        raise EdgecamError(
+            f"no variant of this bundle runs on backend {backend!r}",
+            path=bundle.root,
+            fix=f"choose a backend that reads {sorted({v.format for v in variants})}",
+        )
+    return pairs
+
+
+def _compare(
+    bundle: Bundle,
+    reference: np.ndarray,
+    output: np.ndarray,
+    tolerance: dict[str, float],
+    frames: list[np.ndarray],
+    letterboxes: list[Letterbox],
+) -> GoldenComparison:
+    if bundle.task == "classify":
+        return compare_classify(reference, output, tolerance)
+    if reference.shape != output.shape:
+        return GoldenComparison({}, [f"output shape {output.shape} differs from the stored {reference.shape}"])
+    settings = detect_settings(bundle)
+    spec = bundle.preprocess
+
+    def decode(raw: np.ndarray) -> list[Detections]:
+        return [
+            decode_detections(
+                r,
+                settings.strides,
+                (spec.height, spec.width),
+                conf=max(settings.conf - MATCH_MARGIN, 0.0),
+                iou=settings.iou,
+                max_det=settings.max_det,
+                letterbox=lb,
+                orig_size=(im.shape[1], im.shape[0]),
+            )
+            for r, lb, im in zip(raw, letterboxes, frames, strict=True)
+        ]
+
+    all_scores = float(np.abs(sigmoid_scores(reference) - sigmoid_scores(output)).max()) if output.size else 0.0
+    return compare_detect(decode(reference), decode(output), tolerance, settings.conf, all_scores)
+
+
+def _run(
+    bundle: Bundle,
+    var: Variant,
+    backend: str,
+    golden: dict[str, Any],
+    frames: list[np.ndarray],
+    batch: np.ndarray,
+    letterboxes: list[Letterbox],
+    threads: int,
+    skip_missing: bool,
+) -> GoldenRun | None:
+    """None when the backend's package is not installed and `skip_missing` (backends were not chosen by hand)."""
+    t0 = time.perf_counter()
+    try:
+        engine = create_backend(backend)
+        engine.load(bundle.path_of(var), threads=threads, precision=var.precision)
+        output = np.asarray(engine.infer(batch)[0])
+    except Exception as exc:  # any engine failure is this run's result, reported rather than raised
+        if skip_missing and (isinstance(exc, ImportError) or isinstance(exc.__cause__, ImportError)):
+            return None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return GoldenRun(var.name, backend, {}, [f"cannot run: {first}"], time.perf_counter() - t0)
+    reference = load_output(bundle.root / golden["outputs"][var.name])
+    tolerance = golden.get("tolerance", {}).get(var.name) or default_tolerance(bundle.task, var.precision)
+    result = _compare(bundle, reference, output, tolerance, frames, letterboxes)
+    return GoldenRun(var.name, backend, result.metrics, result.problems, time.perf_counter() - t0)
+
+
+def _note(report: VerifyReport, note: str) -> None:
+    if note not in report.notes:
+        report.notes.append(note)
+
+
+def verify_bundle(
+    bundle: Bundle | str | Path,
+    backend: str | None = None,
+    variant: str | None = None,
+    threads: int | None = None,
+) -> VerifyReport:
+    """Checksums of every file, then the golden frames on the chosen variants and backends.
+
+    Problems found in the bundle (changed or missing files, drift) are returned in the report; an unreadable
+    manifest or an unknown backend / variant raises EdgecamError.
+    """
+    t0 = time.perf_counter()
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, check=False)
+    golden = _golden_entry(bundle)
+    pairs = _plan(bundle, backend, variant)
+    listed = {rel: info for var in bundle.variants.values() for rel, info in var.files.items()}
+    listed.update(golden["files"] if golden else {})
+    status = {rel: _file_status(bundle.root, rel, info) for rel, info in listed.items()}
+    report = VerifyReport(str(bundle.root), bundle.task, status, int(golden.get("count", 0)) if golden else 0)
+    for rel, state in status.items():
+        if state == "missing":
+            report.problems.append(f"{rel}: missing (copy the whole bundle directory)")
+        elif state == "changed":
+            report.problems.append(f"{rel}: sha256 differs from the manifest (file changed or corrupt; re-copy it)")
+    if golden is None:
+        report.notes.append("no golden frames in this bundle: only checksums verified (re-export to add them)")
+    elif status.get(golden["frames"]) != "ok":
+        report.notes.append(f"golden comparison skipped: {golden['frames']} failed its check")
+    else:
+        frames = load_frames(bundle.root / golden["frames"])
+        batch, letterboxes = preprocess_batch(frames, bundle.preprocess)
+        report.golden_frames = len(frames)
+        for var, name in pairs:
+            needed = [*var.files, golden["outputs"].get(var.name)]
+            bad = [rel for rel in needed if status.get(rel) != "ok"]
+            if needed[-1] is None:
+                _note(report, f"{var.name}: no golden output stored, only its checksums verified")
+                continue
+            if bad:
+                _note(report, f"{var.name} not run: {', '.join(bad)} failed the checksum")
+                continue
+            args = (golden, frames, batch, letterboxes, threads or default_threads(), backend is None)
+            run = _run(bundle, var, name, *args)
+            if run is None:
+                _note(report, f"backend {name} is not installed: skipped")
+                continue
+            report.runs.append(run)
+            if run.problems:
+                cannot = run.problems[0].startswith("cannot run")
+                fix = "check that this backend can read the model" if cannot else DRIFT_FIX
+                where = f"{bundle.path_of(var)} [{var.name} on {name}]"
+                report.problems.append(f"{where}: {'; '.join(run.problems)} ({fix})")
+    report.seconds = time.perf_counter() - t0
+    return report
