@@ -10,6 +10,7 @@ import torch
 from edgecam import __version__
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train.prune import restore_pruned_channels
 from edgecam.train.registry import create_model
 
 
@@ -59,6 +60,7 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
             "not an edgecam checkpoint (no model args)", path=path, fix="use a file from `edgecam train`"
         )
     model = create_model(ckpt["model"]["name"], **ckpt["model"]["args"])
+    restore_pruned_channels(model, ckpt.get("pruned"))  # a pruned checkpoint replays its channel removal
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

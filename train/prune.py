@@ -6,20 +6,22 @@ A pruned model no longer matches `create_model(name, **args)`. Its checkpoint th
 `torch.load(weights_only=True)` accepts); `restore_pruned_channels` replays it on the freshly built registered model
 before the weights load. That function is the hook `edgecam.train.checkpoint.load_checkpoint` calls.
 
-This module imports neither the checkpoint code nor the trainers, so the checkpoint module can import it;
-fine-tuning, reports and the sweep live in `edgecam.train.prune_finetune`.
+Besides pruning, this module measures (GFLOPs, parameters, state-dict size, interleaved eager / ONNX Runtime
+latency) and formats the report. It imports neither the checkpoint code nor the trainers, so the checkpoint module can
+import it; the `edgecam prune` run (fine-tuning, distillation, report files, sweep) is `edgecam.train.prune_finetune`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -30,8 +32,8 @@ from edgecam.train.flops import count_flops
 PRUNED_KEY = "pruned"  # checkpoint key of the pruning record
 PRUNED_FORMAT = 1
 ROUND_TO = 8  # channel counts stay multiples of 8: SIMD-friendly, and what turns fewer FLOPs into less time
-TARGET_MAX_RATIO = 0.9  # target-GFLOPs mode never removes more than this fraction of a layer's channels
-TARGET_STEPS = 30  # ... and gets there in this many equal steps, stopping at the first one under the target
+TARGET_MAX_RATIO = 0.9  # target-GFLOPs mode removes at most this fraction of the channels,
+TARGET_STEPS = 30  # ... in this many equal steps, stopping at the first one that meets the target
 
 
 def check_prune_args(ratio: float | None, target_gflops: float | None) -> None:
@@ -94,23 +96,25 @@ def prune_model(
         )
     was_training = model.training
     model.eval()  # tracing runs a forward pass: BatchNorm statistics must not see the dummy input
-    pruner = tp.pruner.MetaPruner(
-        model,
-        torch.zeros(1, *input_shape),
-        importance=tp.importance.GroupMagnitudeImportance(p=2),
-        pruning_ratio=TARGET_MAX_RATIO if iterative else ratio,
-        iterative_steps=TARGET_STEPS if iterative else 1,
-        global_pruning=global_pruning,
-        ignored_layers=protected_layers(model),
-        round_to=round_to,
-    )
-    steps = 0
-    for _ in range(pruner.iterative_steps):
-        pruner.step()
-        steps += 1
-        if not iterative or count_flops(model, input_shape)["gflops"] <= target_gflops:
-            break
-    model.train(was_training)
+    try:
+        pruner = tp.pruner.MetaPruner(
+            model,
+            torch.zeros(1, *input_shape),
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=TARGET_MAX_RATIO if iterative else ratio,
+            iterative_steps=TARGET_STEPS if iterative else 1,
+            global_pruning=global_pruning,
+            ignored_layers=protected_layers(model),
+            round_to=round_to,
+        )
+        steps = 0
+        for _ in range(pruner.iterative_steps):
+            pruner.step()
+            steps += 1
+            if not iterative or count_flops(model, input_shape)["gflops"] <= target_gflops:
+                break
+    finally:
+        model.train(was_training)
     after = count_flops(model, input_shape)
     if iterative and after["gflops"] > target_gflops:
         raise EdgecamError(
@@ -118,7 +122,9 @@ def prune_model(
             f"{after['gflops']:.4g} GFLOPs",
             fix="raise --target-gflops, or start from a smaller model or input size",
         )
-    history = [[str(n), bool(out), [int(getattr(i, "idx", i)) for i in idxs]] for n, out, idxs in pruner.pruning_history()]
+    history = [
+        [str(n), bool(out), [int(getattr(i, "idx", i)) for i in idxs]] for n, out, idxs in pruner.pruning_history()
+    ]
     return {
         "format": PRUNED_FORMAT,
         "input_shape": [int(s) for s in input_shape],
@@ -153,7 +159,8 @@ def restore_pruned_channels(model: nn.Module, pruned: dict[str, Any] | None) -> 
             f"the pruning history does not fit the model ({type(exc).__name__}: {exc})",
             fix="the checkpoint was pruned from a different architecture; re-run `edgecam prune`",
         ) from None
-    model.train(was_training)
+    finally:
+        model.train(was_training)
     return model
 
 
@@ -174,17 +181,22 @@ def compare_latency(
     """Batch-1 CPU latency (median ms) of each model in torch eager and, with `onnx`, ONNX Runtime.
 
     The models take turns in `rounds` interleaved blocks, so load from other processes hits all of them alike.
+    Eager timing comes first: after the ONNX exporter has traced the models, eager timings drift.
     """
     x = torch.rand(1, *input_shape)
-    runners: dict[str, dict[str, Any]] = {name: {"torch": _eager_runner(m, x)} for name, m in models.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        if onnx:
-            for i, (name, m) in enumerate(models.items()):
-                runners[name]["onnxruntime"] = _onnx_runner(m, x, Path(tmp) / f"model{i}.onnx")
-        return _time_interleaved(runners, runs, rounds)
+    result = _time_interleaved({n: {"torch": _eager_runner(m, x)} for n, m in models.items()}, runs, rounds)
+    if onnx:
+        with tempfile.TemporaryDirectory() as tmp:
+            runners = {
+                n: {"onnxruntime": _onnx_runner(m, x, Path(tmp) / f"model{i}.onnx")}
+                for i, (n, m) in enumerate(models.items())
+            }
+            for name, times in _time_interleaved(runners, runs, rounds).items():
+                result[name].update(times)
+    return result
 
 
-def _eager_runner(model: nn.Module, x: torch.Tensor) -> Any:
+def _eager_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     model = model.eval()
 
     def run() -> None:
@@ -194,7 +206,7 @@ def _eager_runner(model: nn.Module, x: torch.Tensor) -> Any:
     return run
 
 
-def _onnx_runner(model: nn.Module, x: torch.Tensor, path: Path) -> Any:
+def _onnx_runner(model: nn.Module, x: torch.Tensor, path: Path) -> Callable[[], object]:
     """The same exporter settings as `edgecam export` (dynamo, opset 18), loaded by the runtime's own backend."""
     import logging
     import warnings
@@ -207,7 +219,9 @@ def _onnx_runner(model: nn.Module, x: torch.Tensor, path: Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.eval(), (x,), str(path), input_names=["images"], opset_version=18, dynamo=True)
+            torch.onnx.export(
+                model.eval(), (x,), str(path), input_names=["images"], opset_version=18, dynamo=True, verbose=False
+            )
     finally:
         quiet.setLevel(level)
     engine = create_backend("onnxruntime")
@@ -216,13 +230,15 @@ def _onnx_runner(model: nn.Module, x: torch.Tensor, path: Path) -> Any:
     return lambda: engine.infer(batch)
 
 
-def _time_interleaved(runners: dict[str, dict[str, Any]], runs: int, rounds: int) -> dict[str, dict[str, float]]:
+def _time_interleaved(
+    runners: dict[str, dict[str, Callable[[], object]]], runs: int, rounds: int
+) -> dict[str, dict[str, float]]:
     times: dict[str, dict[str, list[float]]] = {n: {k: [] for k in r} for n, r in runners.items()}
     for r in runners.values():
         for fn in r.values():
-            for _ in range(3):  # warm-up: allocator, thread pools, lazy initialisation
+            for _ in range(5):  # warm-up: allocator, thread pools, lazy initialisation
                 fn()
-    per_round = max(1, int(np.ceil(runs / rounds)))
+    per_round = max(1, math.ceil(runs / rounds))
     for _ in range(rounds):
         for name, r in runners.items():
             for key, fn in r.items():
@@ -231,3 +247,47 @@ def _time_interleaved(runners: dict[str, dict[str, Any]], runs: int, rounds: int
                     fn()
                     times[name][key].append((time.perf_counter() - start) * 1e3)
     return {n: {f"{k}_ms": round(statistics.median(v), 4) for k, v in t.items()} for n, t in times.items()}
+
+
+def plot_metric_vs_gflops(points: list[dict[str, Any]], metric: str, path: Path) -> Path:
+    """One point per pruning ratio plus the unpruned model (ratio 0), labelled with the ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = sorted(points, key=lambda p: p["gflops"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p["gflops"] for p in pts], [p[metric] for p in pts], "o-")
+    for i, p in enumerate(pts):
+        label = "unpruned" if p["ratio"] == 0 else f"ratio {p['ratio']:g}"
+        offset = (4, -12 if i % 2 else 6)  # alternate above / below: neighbouring points are often close
+        ax.annotate(label, (p["gflops"], p[metric]), textcoords="offset points", xytext=offset, fontsize=8)
+    name = {"top1": "top-1 accuracy", "map50": "mAP@0.5"}.get(metric, metric)
+    ax.set(xlabel="GFLOPs", ylabel=name, title=f"{name} vs GFLOPs after pruning + fine-tuning", ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def format_prune_report(report: dict[str, Any]) -> str:
+    """The human table `edgecam prune` prints: before, after and after/before per measured quantity."""
+    rows = [
+        ("GFLOPs", "gflops", "{:.4g}"),
+        ("params (M)", "params_m", "{:.4g}"),
+        ("state dict (MB)", "state_dict_mb", "{:.3f}"),
+    ]
+    rows += [(f"latency {k[:-3]} (ms)", k, "{:.3f}") for k in report["before"] if k.endswith("_ms")]
+    if report["metric"]:
+        rows += [(k, k, "{:.4f}") for k in ("top1", "map50", "map50_95") if k in report["after"]]
+    lines = [f"{'':<26}{'before':>10}{'after':>10}{'after/before':>14}"]
+    for label, key, fmt in rows:
+        b, a = report["before"][key], report["after"][key]
+        ratio = f"{a / b:.2f}" if b else "-"
+        lines.append(f"{label:<26}{fmt.format(b):>10}{fmt.format(a):>10}{ratio:>14}")
+    speedups = ", ".join(f"{k} {v:.2f}x" for k, v in report["speedup"].items())
+    lines.append(f"speedup: {speedups} at {report['threads']} thread(s)")
+    lines.append(f"pruned checkpoint: {report['pruned_checkpoint']}")
+    return "\n".join(lines)
