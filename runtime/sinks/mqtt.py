@@ -1,0 +1,186 @@
+"""MQTT sink: events, retained camera state and availability, in the topic style Home Assistant and Frigate use.
+
+Topics (prefix "edgecam" by default):
+  edgecam/availability            "online" / "offline", retained; "offline" is also the last will, so a runner that dies
+                                  without a clean close still goes offline
+  edgecam/<camera>/availability   "online" / "offline", retained, as the runner reports the camera lost or restored
+  edgecam/<camera>/events         one JSON object per event (Event.to_dict()), not retained
+  edgecam/<camera>/state          JSON, retained: a late subscriber (a dashboard that starts later) sees the latest
+
+The broker is infrastructure the camera must outlive: an unreachable broker at start logs one warning and paho keeps
+retrying in the background (`loop_start` + `reconnect_delay_set`). QoS>0 messages published meanwhile wait in paho's
+queue, bounded by `max_queued`; QoS 0 messages published while disconnected are dropped (that is what QoS 0 means).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edgecam.runtime.sinks.jsonl import to_jsonable
+from edgecam.runtime.types import Event
+
+log = logging.getLogger(__name__)
+
+_TOPIC_UNSAFE = re.compile(r"[/+#\x00]")
+
+
+def topic_name(camera: str) -> str:
+    """A camera name as one topic level: '/', '+', '#' would split it or turn it into a wildcard."""
+    return _TOPIC_UNSAFE.sub("_", camera) or "_"
+
+
+class MqttSink:
+    """`start()`, then `publish_event` / `publish_state` / `set_camera_online` from any thread; `close()` at the end."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        prefix: str = "edgecam",
+        qos: int = 1,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive: int = 30,
+        max_queued: int = 1000,
+        reconnect_min_delay: int = 1,
+        reconnect_max_delay: int = 30,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"MQTT qos must be 0, 1 or 2, got {qos}")
+        self.host, self.port, self.prefix, self.qos, self.keepalive = host, port, prefix.rstrip("/"), qos, keepalive
+        self.availability_topic = f"{self.prefix}/availability"
+        self.dropped = 0  # messages paho refused (queue full, or QoS 0 while disconnected)
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._cameras_online: dict[str, bool] = {}
+        self._warned = False
+        self._closing = False
+        cid = client_id or f"edgecam-{socket.gethostname()}-{os.getpid()}"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        self._client.reconnect_delay_set(min_delay=reconnect_min_delay, max_delay=reconnect_max_delay)
+        self._client.max_queued_messages_set(max_queued)
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> MqttSink:
+        """Connect in the background; never raises for an unreachable broker (it keeps retrying)."""
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self._client.loop_start()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once the broker accepted the connection (for tests and start-up ordering; publishing never needs it)."""
+        return self._connected.wait(timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Mark the runner and its cameras offline (retained), then disconnect cleanly so the last will is not sent."""
+        self._closing = True
+        if self.connected:
+            with self._lock:
+                cameras = list(self._cameras_online)
+            infos = [
+                self._publish(self._camera_topic(c, "availability"), "offline", qos=1, retain=True) for c in cameras
+            ]
+            infos.append(self._publish(self.availability_topic, "offline", qos=1, retain=True))
+            for info in infos:
+                if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS:
+                    try:
+                        info.wait_for_publish(timeout)
+                    except (RuntimeError, ValueError):
+                        break  # the connection went while waiting; the last will says offline instead
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def __enter__(self) -> MqttSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- publishing -----------------------------------------------------------------------------------------
+
+    def publish_event(self, camera: str, event: Event) -> bool:
+        """`<prefix>/<camera>/events`, JSON, not retained (an event is news once). False when paho dropped it."""
+        payload = json.dumps(to_jsonable(event.to_dict()), separators=(",", ":"), default=str)
+        return self._ok(self._publish(self._camera_topic(camera, "events"), payload, self.qos, retain=False), self.qos)
+
+    def publish_state(self, camera: str, state: dict[str, Any]) -> bool:
+        """`<prefix>/<camera>/state`, JSON, retained so a late subscriber gets the latest state at once."""
+        payload = json.dumps(to_jsonable(state), separators=(",", ":"), default=str)
+        return self._ok(self._publish(self._camera_topic(camera, "state"), payload, self.qos, retain=True), self.qos)
+
+    def set_camera_online(self, camera: str, online: bool) -> bool:
+        """`<prefix>/<camera>/availability`, retained; re-sent on every (re)connect in case the broker lost it."""
+        with self._lock:
+            self._cameras_online[camera] = online
+        topic = self._camera_topic(camera, "availability")
+        return self._ok(self._publish(topic, "online" if online else "offline", qos=1, retain=True), 1)
+
+    def _camera_topic(self, camera: str, leaf: str) -> str:
+        return f"{self.prefix}/{topic_name(camera)}/{leaf}"
+
+    def _publish(self, topic: str, payload: str, qos: int, retain: bool) -> mqtt.MQTTMessageInfo | None:
+        try:
+            return self._client.publish(topic, payload, qos=qos, retain=retain)
+        except ValueError as exc:  # payload too large or an invalid topic: a bug upstream, not a broker problem
+            log.error("MQTT publish to %s refused: %s", topic, exc)
+            return None
+
+    def _ok(self, info: mqtt.MQTTMessageInfo | None, qos: int) -> bool:
+        # QoS>0 while disconnected: paho queues the message and reports NO_CONN; it is sent after the reconnect.
+        if info is not None and (info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0)):
+            return True
+        with self._lock:
+            self.dropped += 1
+        return False
+
+    # --- paho callbacks (run on paho's network thread) ------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._warn(f"MQTT broker {self.host}:{self.port} refused the connection: {reason_code}")
+            return
+        log.info("MQTT connected to %s:%s", self.host, self.port)
+        self._warned = False
+        client.publish(self.availability_topic, "online", qos=1, retain=True)
+        with self._lock:
+            cameras = dict(self._cameras_online)
+        for camera, online in cameras.items():
+            client.publish(self._camera_topic(camera, "availability"), "online" if online else "offline", 1, True)
+        self._connected.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._warn(f"MQTT broker {self.host}:{self.port} unreachable; retrying in the background")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._connected.clear()
+        if not self._closing:
+            self._warn(f"MQTT connection to {self.host}:{self.port} lost ({reason_code}); reconnecting")
+
+    def _warn(self, message: str) -> None:
+        """One warning per outage, not one per retry: a missing broker must not flood the device's log."""
+        if self._warned:
+            log.debug(message)
+        else:
+            self._warned = True
+            log.warning(message)
