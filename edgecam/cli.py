@@ -168,26 +168,104 @@ def cmd_export(args: argparse.Namespace) -> int:
     from edgecam.export.bundle_writer import DEFAULT_VARIANTS, export_bundle
 
     variants = tuple(args.variants.split(",")) if args.variants else DEFAULT_VARIANTS
-    manifest = export_bundle(args.checkpoint, args.out, data=args.data, variants=variants, force=args.force)
+    manifest = export_bundle(
+        args.checkpoint,
+        args.out,
+        data=args.data,
+        variants=variants,
+        force=args.force,
+        int8=args.int8,
+        calib=args.calib,
+        max_drop=args.max_drop,
+        allow_drop=args.allow_drop,
+    )
     lines = [f"bundle written to {args.out}"]
     if manifest["task"] == "detect":
-        lines.append(f"{'variant':<16}{'mAP50':>8}{'mAP50-95':>10}{'boxes matched':>15}{'min IoU':>9}")
+        lines.append(f"{'variant':<16}{'mAP50':>8}{'mAP50-95':>10}{'boxes matched':>15}{'mean IoU':>9}")
         for name, var in manifest["variants"].items():
             m, p = var["metrics"], var["metrics"]["parity"]
             maps = f"{m['map50']:>8.4f}{m['map50_95']:>10.4f}" if "map50" in m else f"{'-':>8}{'-':>10}"
-            lines.append(f"{name:<16}{maps}{p['matched']:>15.4f}{p['min_iou']:>9.3f}")
+            lines.append(f"{name:<16}{maps}{p['matched']:>15.4f}{p['mean_iou']:>9.3f}")
     else:
         lines.append(f"{'variant':<16}{'top-1':>8}{'parity':>9}{'max prob diff':>15}")
         for name, var in manifest["variants"].items():
             m, p = var["metrics"], var["metrics"]["parity"]
             top1 = f"{m['top1']:.4f}" if "top1" in m else "-"
             lines.append(f"{name:<16}{top1:>8}{p['top1_agreement']:>9.4f}{p['max_prob_diff']:>15.2e}")
+    for name, var in manifest["variants"].items():
+        if "gate" in var:
+            g = var["gate"]
+            verdict = "passed" if g["passed"] else "FAILED (kept by --allow-drop)"
+            text = f"{name}: INT8 gate {verdict}: " + (
+                f"{g['metric']} drop {g['drop']} points (allowed {g['max_drop']})"
+                if g["drop"] is not None
+                else f"not evaluated ({g['reason']})"
+            )
+            for cls, r in g["failed_classes"].items():
+                text += f"; {cls} {g['class_metric']} {r['before']:.3f} -> {r['after']:.3f}"
+            lines.append(text)
     _emit(args, manifest, "\n".join(lines))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from edgecam.runtime.errors import EdgecamError
+    from edgecam.train.prune import format_prune_report
+    from edgecam.train.prune_finetune import PruneConfig, prune_checkpoint, prune_sweep
+
+    options = dict(
+        global_pruning=args.global_pruning,
+        finetune_epochs=args.finetune_epochs,
+        distill=args.distill,
+        distill_weight=args.distill_weight,
+        temperature=args.temperature,
+        distill_loss=args.distill_loss,
+        lr=args.lr,
+        data=args.data,
+        latency_runs=args.latency_runs,
+        onnx_latency=not args.no_onnx_latency,
+        threads=args.threads,
+        progress=not args.json,
+    )
+    if args.ratios is None:
+        report = prune_checkpoint(
+            args.checkpoint, args.out, PruneConfig(ratio=args.ratio, target_gflops=args.target_gflops, **options)
+        )
+        _emit(args, report, format_prune_report(report))
+        return 0
+    if args.ratio is not None or args.target_gflops is not None:
+        raise EdgecamError("--ratios runs a sweep: leave out --ratio and --target-gflops")
+    try:
+        ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
+    except ValueError:
+        raise EdgecamError(f"--ratios {args.ratios!r} must be comma-separated numbers, e.g. 0.25,0.5,0.7") from None
+    sweep = prune_sweep(args.checkpoint, args.out, ratios, PruneConfig(**options))
+    text = "\n\n".join(f"ratio {r['pruning']['ratio']:g}\n{format_prune_report(r)}" for r in sweep["runs"])
+    _emit(args, sweep, f"{text}\nplot: {sweep['plot']}")
     return 0
 
 
 # ---------------------------------------------------------------- device side
 def cmd_run(args: argparse.Namespace) -> int:
+    from edgecam.runtime.errors import EdgecamError
+
+    if args.config:
+        single = {"BUNDLE": args.bundle, "--source": args.source, "--roi": args.roi, "--save-video": args.save_video}
+        single.update({"--jsonl": args.jsonl, "--variant": args.variant, "--max-frames": args.max_frames})
+        single.update({"--threads": args.threads, "--conf": args.conf, "--iou": args.iou})
+        given = [k for k, v in single.items() if v is not None and v != []]
+        if given:
+            raise EdgecamError(f"--config runs the cameras of the YAML file: drop {', '.join(given)}")
+        from edgecam.runtime.camera_config import load_cameras_config
+        from edgecam.runtime.cameras import MultiCameraRunner
+
+        multi = MultiCameraRunner(load_cameras_config(args.config)).run(duration=args.duration)
+        _emit(args, multi.to_dict(), multi.format_table())
+        return 0
+    if not args.bundle or not args.source:
+        raise EdgecamError("give a BUNDLE and --source, or --config cameras.yaml", fix="see `edgecam run --help`")
+    if args.duration is not None:
+        raise EdgecamError("--duration is for --config runs", fix="use --max-frames to bound a single-source run")
     from edgecam.runtime.pipeline import run
 
     summary = run(
@@ -307,10 +385,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="validation images for parity and per-variant accuracy (default: the training data)")
     p.add_argument("--variants", help="comma-separated, default onnx-fp32,openvino-fp32,openvino-fp16")
     p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="add openvino-int8 (NNCF), onnx-int8 (ORT QDQ u8s8) and openvino-bf16; INT8 must pass its accuracy gate",
+    )
+    p.add_argument("--calib", type=int, default=300, help="calibration frames drawn from the training data")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        help="accuracy-controlled INT8: keep the most sensitive layers in float until top-1/mAP@0.5 drops at most "
+        "this many points (implies --int8)",
+    )
+    p.add_argument(
+        "--allow-drop", action="store_true", help="write the bundle even if an INT8 gate fails (recorded in it)"
+    )
 
-    p = add("run", cmd_run, "run a bundle on a camera, video file, stream URL or image folder")
-    p.add_argument("bundle")
-    p.add_argument("--source", required=True, help="video file, camera index, rtsp:// or http:// URL, image folder")
+    p = add("prune", cmd_prune, "structured channel pruning + fine-tune; RUN_DIR/best.pt is the pruned checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="run folder: best.pt, prune_report.json, metrics.csv")
+    p.add_argument("--ratio", type=float, help="fraction of channels to remove, in (0, 1)")
+    p.add_argument("--target-gflops", type=float, help="prune in steps until the model needs at most this")
+    p.add_argument("--ratios", help="sweep, e.g. 0.25,0.5,0.7: one run per ratio + accuracy_vs_gflops.png")
+    p.add_argument(
+        "--global",
+        dest="global_pruning",
+        action="store_true",
+        help="rank channels across the network (default: remove the same fraction from every layer)",
+    )
+    p.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning (0 = none)")
+    p.add_argument("--distill", action="store_true", help="also learn the unpruned model's outputs")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
+    p.add_argument("--temperature", type=float, default=4.0, help="classifier distillation temperature")
+    p.add_argument("--distill-loss", choices=["bce", "mse"], default="bce", help="detector: loss on class scores")
+    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the checkpoint's)")
+    p.add_argument("--data", help="dataset for fine-tuning and accuracy (default: the checkpoint's training data)")
+    p.add_argument("--latency-runs", type=int, default=50, help="timed batch-1 runs per model and engine")
+    p.add_argument("--no-onnx-latency", action="store_true", help="time torch eager only (skips an ONNX export)")
+    p.add_argument("--threads", type=int, help="torch / ONNX Runtime threads")
+
+    p = add("run", cmd_run, "run a bundle on a camera, video file, stream URL or image folder (or several cameras)")
+    p.add_argument("bundle", nargs="?", help="bundle folder (not with --config)")
+    p.add_argument("--source", help="video file, camera index, rtsp:// or http:// URL, image folder")
+    p.add_argument("--config", type=Path, help="cameras YAML: several cameras, shared models, scenarios, MQTT, HTTP")
+    p.add_argument("--duration", type=float, help="with --config: stop after this many seconds")
     p.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"])
     p.add_argument("--variant", help="bundle variant to run")
     p.add_argument("--roi", type=_roi, action="append", help="x,y,w,h region to classify (repeatable)")

@@ -44,23 +44,37 @@ class ClassifyTask:
     def load_frames(self, data: str | Path | None, limit: int) -> np.ndarray:
         """Validation images through the shared preprocessing (labels kept for per-variant accuracy)."""
         if not data:
-            return preprocess_batch(_random_frames(self.spec, 64), self.spec)[0]
+            self.images = _random_frames(self.spec, 64)
+            return preprocess_batch(self.images, self.spec)[0]
         root = Path(data)
         root = root / "val" if (root / "val").is_dir() else root
         split = scan(root, self.class_names)
         step = max(1, len(split.samples) // limit)
         split.samples = split.samples[::step][:limit]
         images, targets, _ = load_images(split, "parity images")
+        self.images = images
         self.targets, self.frames_from = np.asarray(targets), str(root)
         return preprocess_batch(images, self.spec)[0]
 
+    @property
+    def labelled(self) -> bool:
+        return self.targets is not None
+
+    def metrics(self, raw: np.ndarray) -> dict[str, Any]:
+        """Top-1 and per-class accuracy of raw logits on the loaded frames ({} without labels)."""
+        if self.targets is None:
+            return {}
+        report = classification_report(self.targets, raw.argmax(1), self.class_names)
+        return {"top1": report["top1"], "per_class": report["per_class"], "eval_frames": report["n"]}
+
+    def score(self, raw: np.ndarray, indices: list[int]) -> float:
+        """Top-1 of the logits `raw` of frames `indices`: the metric INT8 accuracy control keeps."""
+        assert self.targets is not None
+        return float((raw.argmax(1) == self.targets[indices]).mean()) if indices else 0.0
+
     def check(self, raw: np.ndarray, reference: np.ndarray, variant: str, backend: str, precision: str):
         result = compare_logits(reference, raw, variant=variant, backend=backend, precision=precision)
-        metrics: dict[str, Any] = {"parity": result.to_dict()}
-        if self.targets is not None:
-            report = classification_report(self.targets, raw.argmax(1), self.class_names)
-            metrics.update(top1=report["top1"], per_class=report["per_class"], eval_frames=report["n"])
-        return result, metrics
+        return result, {"parity": result.to_dict(), **self.metrics(raw)}
 
     def reference_metrics(self, reference: np.ndarray) -> dict[str, Any]:
         if self.targets is None:
@@ -93,14 +107,21 @@ class DetectTask:
             self.samples, self.frames_from = det.samples, str(data)
         else:
             images = _random_frames(self.spec, 16)
+        self.images = images
         batch, self.letterboxes = preprocess_batch(images, self.spec)
         self.sizes = [(im.shape[1], im.shape[0]) for im in images]
         return batch
 
-    def decode(self, raw: np.ndarray, conf: float) -> list[Detections]:
+    @property
+    def labelled(self) -> bool:
+        return self.samples is not None
+
+    def decode(self, raw: np.ndarray, conf: float, indices: list[int] | None = None) -> list[Detections]:
         from edgecam.runtime.decode import decode_detections
 
         hw = (self.spec.height, self.spec.width)
+        index = range(len(raw)) if indices is None else indices
+        letterboxes, sizes = [self.letterboxes[i] for i in index], [self.sizes[i] for i in index]
         return [
             decode_detections(
                 r,
@@ -112,7 +133,7 @@ class DetectTask:
                 letterbox=lb,
                 orig_size=size,
             )
-            for r, lb, size in zip(raw, self.letterboxes, self.sizes, strict=True)
+            for r, lb, size in zip(raw, letterboxes, sizes, strict=True)
         ]
 
     def _map(self, raw: np.ndarray) -> dict[str, Any]:
@@ -121,6 +142,19 @@ class DetectTask:
         report = coco_evaluate(self.samples, self.decode(raw, 0.001), self.class_names)
         keys = ("map50", "map50_95", "map75", "ap_small", "ap_medium", "ap_large", "per_class")
         return {k: report[k] for k in keys} | {"eval_frames": report["n_images"]}
+
+    def metrics(self, raw: np.ndarray) -> dict[str, Any]:
+        """COCO mAP and per-class AP/recall of raw predictions on the loaded frames ({} without labels)."""
+        return self._map(raw) if self.samples is not None else {}
+
+    def score(self, raw: np.ndarray, indices: list[int]) -> float:
+        """mAP@0.5 of the raw predictions `raw` of frames `indices`: the metric INT8 accuracy control keeps."""
+        from edgecam.train.detection.evaluate import coco_evaluate
+
+        assert self.samples is not None
+        samples = [self.samples[i] for i in indices]
+        report = coco_evaluate(samples, self.decode(raw, 0.001, indices), self.class_names)
+        return float(report["map50"] or 0.0)
 
     def check(self, raw: np.ndarray, reference: np.ndarray, variant: str, backend: str, precision: str):
         conf = self.defaults["conf"]
@@ -134,10 +168,7 @@ class DetectTask:
             conf=conf,
             max_abs_raw_diff=float(np.abs(reference - raw).max()),
         )
-        metrics: dict[str, Any] = {"parity": result.to_dict()}
-        if self.samples is not None:
-            metrics.update(self._map(raw))
-        return result, metrics
+        return result, {"parity": result.to_dict(), **self.metrics(raw)}
 
     def reference_metrics(self, reference: np.ndarray) -> dict[str, Any]:
         if self.samples is None:

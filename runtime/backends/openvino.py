@@ -66,5 +66,5 @@ class OpenVinoBackend(Backend):
             "version": ov.get_version(),
             "threads": self._threads,
             "precision": self._precision,
-            "engine_precision": str(self.compiled.get_property(hints.inference_precision)),
+            "engine_precision": self.compiled.get_property(hints.inference_precision).to_string(),
         }

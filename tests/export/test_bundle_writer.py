@@ -88,3 +88,14 @@ def test_bad_checkpoints(tmp_path, make, match):
 def test_unknown_variant(tiny_checkpoint, tmp_path):
     with pytest.raises(EdgecamError, match="unknown variant"):
         export_bundle(tiny_checkpoint, tmp_path / "out", variants=("tflite",))
+
+
+def test_export_stores_golden_frames_that_verify(exported_bundle):
+    from edgecam.runtime.verify import verify_bundle
+
+    manifest = load_bundle(exported_bundle).manifest
+    assert manifest["golden"]["count"] > 0
+    assert set(manifest["golden"]["outputs"]) == set(manifest["variants"])
+    report = verify_bundle(exported_bundle)
+    assert report.passed, report.format()
+    assert len(report.runs) >= len(manifest["variants"])
