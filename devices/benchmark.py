@@ -29,6 +29,36 @@ def time_calls(fn: Any, runs: int, warmup: int) -> dict[str, float]:
     }
 
 
+def openvino_throughput(path: Path, precision: str, seconds: float = 3.0, streams: int = 2) -> float:
+    """Frames/s with the CPU plugin in throughput mode: `streams` streams, as many async requests, batch 1."""
+    import openvino as ov
+    import openvino.properties.hint as hints
+
+    from edgecam.runtime.backends.openvino import _HINT, core
+
+    compiled = core().compile_model(
+        core().read_model(str(path)),
+        "CPU",
+        {
+            hints.performance_mode: hints.PerformanceMode.THROUGHPUT,
+            hints.inference_precision: _HINT.get(precision, "f32"),
+            "NUM_STREAMS": streams,
+        },
+    )
+    shape = [1, *list(compiled.inputs[0].get_partial_shape().get_min_shape())[1:]]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    queue = ov.AsyncInferQueue(compiled, streams)
+    for _ in range(streams * 4):  # warm-up
+        queue.start_async({0: x})
+    queue.wait_all()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        queue.start_async({0: x})
+        done += 1
+    queue.wait_all()
+    return round(done / (time.perf_counter() - start), 1)
+
+
 def benchmark_bundle(
     bundle: str | Path,
     backends: tuple[str, ...] = ("onnxruntime", "openvino"),
@@ -53,6 +83,8 @@ def benchmark_bundle(
                 **time_calls(lambda e=engine: e.infer(x), runs, warmup),
             }
             row["engine"] = engine.info()
+            if bname == "openvino" and var.format == "openvino":
+                row["throughput_fps"] = openvino_throughput(b.path_of(var), var.precision)
             row["size_kb"] = round(sum(f["size_bytes"] for f in var.files.values()) / 1024, 1)
             rows.append(row)
             del engine
