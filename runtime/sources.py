@@ -2,7 +2,9 @@
 
 Files and folders are read in order on the caller's thread (nothing dropped). Live sources are read on their
 own daemon thread into a one-slot buffer, so the consumer always gets the newest frame and latency never builds
-up behind a slow model; a frame replaced before the consumer took it counts as dropped.
+up behind a slow model; a frame replaced before the consumer took it counts as dropped. Given a
+`ReconnectPolicy`, a live source that fails to open or stops delivering is reopened with backoff
+(`runtime/reconnect.py`) instead of ending.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.imagefolder import IMAGE_EXTS, read_image
+from edgecam.runtime.reconnect import EventCallback, Reconnector, ReconnectPolicy
 from edgecam.runtime.types import Frame
 
 IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTS))
@@ -38,6 +41,7 @@ class Capture(Protocol):
 
 
 CaptureFactory = Callable[[Any], Capture]
+Resolution = tuple[int, int]  # (width, height)
 
 
 def default_capture(target: str | int) -> Capture:
@@ -61,12 +65,14 @@ def default_capture(target: str | int) -> Capture:
 @dataclass
 class SourceStats:
     """`read` frames were decoded; `delivered` reached the consumer; `dropped` were replaced by newer live frames
-    (or left unread at close); `corrupt` failed to decode and were skipped. Stride-skipped frames are not read."""
+    (or left unread at close); `corrupt` failed to decode and were skipped. Stride-skipped frames are not read.
+    `reconnects` counts the times a lost (or never opened) live stream came back."""
 
     read: int = 0
     delivered: int = 0
     dropped: int = 0
     corrupt: int = 0
+    reconnects: int = 0
     corrupt_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,17 +92,35 @@ def _as_frame(image: Any, timestamp: float, source_id: str, index: int) -> Frame
         return None
 
 
-class Source:
-    """Iterate to get `Frame`s; use as a context manager (or call `close()`) to release the device or file."""
+def resize_frame(frame: Frame, resolution: Resolution) -> Frame:
+    """The frame scaled to (width, height): area averaging when shrinking (no aliasing), linear when growing."""
+    w, h = resolution
+    if (frame.width, frame.height) == (w, h):
+        return frame
+    shrink = w * h < frame.width * frame.height
+    image = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return Frame(image, timestamp=frame.timestamp, source_id=frame.source_id, index=frame.index)
 
-    def __init__(self, spec: str, max_fps: float | None = None, stride: int = 1) -> None:
+
+class Source:
+    """Iterate to get `Frame`s; use as a context manager (or call `close()`) to release the device or file.
+
+    With `resolution` (width, height) every delivered frame is resized, after the newest-frame choice, so frames
+    a live source drops are never resized."""
+
+    def __init__(
+        self, spec: str, max_fps: float | None = None, stride: int = 1, resolution: Resolution | None = None
+    ) -> None:
         if stride < 1:
             raise EdgecamError(f"stride must be >= 1, got {stride}", fix="use --stride 1 to keep every frame")
         if max_fps is not None and max_fps <= 0:
             raise EdgecamError(f"max_fps must be > 0, got {max_fps}")
+        if resolution is not None and (len(resolution) != 2 or min(int(v) for v in resolution) < 8):
+            raise EdgecamError(f"resolution must be [width, height] of at least 8 px, got {list(resolution)}")
         self.spec, self.max_fps, self.stride = spec, max_fps, stride
+        self.resolution = (int(resolution[0]), int(resolution[1])) if resolution is not None else None
         self.fps: float | None = None
-        self.size: tuple[int, int] | None = None  # (width, height) where known
+        self.size: tuple[int, int] | None = self.resolution  # (width, height) where known
         self._stats = SourceStats()
         self._closed = False
         self._last_yield = 0.0
@@ -105,7 +129,11 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         for frame in self._frames():
             self._stats.delivered += 1
-            yield frame
+            yield resize_frame(frame, self.resolution) if self.resolution else frame
+
+    def _set_size(self, width: int, height: int) -> None:
+        if self.resolution is None and width > 0 and height > 0:
+            self.size = (width, height)
 
     def _frames(self) -> Iterator[Frame]:
         """Ordered sources: the frame peeked at open (proof the source decodes), then `_read()` until None."""
@@ -148,8 +176,9 @@ class VideoFileSource(Source):
         max_fps: float | None = None,
         stride: int = 1,
         capture_factory: CaptureFactory = default_capture,
+        resolution: Resolution | None = None,
     ) -> None:
-        super().__init__(spec, max_fps, stride)
+        super().__init__(spec, max_fps, stride, resolution)
         self._cap = capture_factory(spec)
         if not self._cap.isOpened():
             raise EdgecamError("cannot open the video", path=spec, fix="check the path and that the file is a video")
@@ -162,7 +191,7 @@ class VideoFileSource(Source):
             raise EdgecamError(
                 "video has no decodable frames", path=spec, fix="check the file is complete; re-encode it"
             )
-        self.size = (self._first.width, self._first.height)
+        self._set_size(self._first.width, self._first.height)
 
     def _read(self) -> Frame | None:
         """The next decodable frame. Failed reads followed by a good frame count as corrupt; a failing tail is EOF."""
@@ -204,8 +233,10 @@ class VideoFileSource(Source):
 class ImageFolderSource(Source):
     """Images of a folder in name order (or one image file); unreadable ones are skipped, counted and named."""
 
-    def __init__(self, spec: str, max_fps: float | None = None, stride: int = 1) -> None:
-        super().__init__(spec, max_fps, stride)
+    def __init__(
+        self, spec: str, max_fps: float | None = None, stride: int = 1, resolution: Resolution | None = None
+    ) -> None:
+        super().__init__(spec, max_fps, stride, resolution)
         root = Path(spec)
         paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else [root]
         # (index in the listing, path): `Frame.index` names the file even with a stride
@@ -250,39 +281,76 @@ class ImageFolderSource(Source):
 class LiveReader:
     """Reads a live capture on a daemon thread into a one-slot buffer that always holds the newest frame.
 
-    This is the seam for reconnection: `_on_lost()` is called after `max_failures` failed reads in a row; today
-    it ends the stream, later it reopens the capture with backoff (and may count failures by time instead).
+    After `max_failures` failed reads in a row `_on_lost()` runs: without a `reconnector` the stream ends; with
+    one the capture is reopened with backoff (the reconnector also counts no-frame stalls as losses), and
+    reading resumes. With `capture=None` the reconnector opens the first capture on this thread, so an
+    unreachable camera never blocks the caller.
     """
 
-    def __init__(self, capture: Capture, source_id: str, stride: int = 1, max_failures: int = 25) -> None:
+    def __init__(
+        self,
+        capture: Capture | None,
+        source_id: str,
+        stride: int = 1,
+        max_failures: int = 25,
+        reconnector: Reconnector | None = None,
+    ) -> None:
         self.capture, self.source_id, self.stride, self.max_failures = capture, source_id, stride, max_failures
+        self.reconnector = reconnector
         self.stats = SourceStats()
         self.error: Exception | None = None
         self._slot: Frame | None = None
         self._ended = False
-        self._stop = threading.Event()
+        self._stop = reconnector.stop if reconnector is not None else threading.Event()
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"edgecam-live-{source_id}", daemon=True)
+
+    @property
+    def online(self) -> bool:
+        """Frames are flowing (False before the first frame, while reconnecting and after the end)."""
+        if self.reconnector is not None:
+            return self.reconnector.online and not self._ended
+        return self._thread.is_alive() and self.stats.read > 0
 
     def start(self) -> LiveReader:
         self._thread.start()
         return self
 
-    def _run(self) -> None:
-        captured, failures = 0, 0
+    def _read(self) -> tuple[bool, Any]:
         try:
-            while not self._stop.is_set():
-                ok, image = self.capture.read()
+            return self.capture.read()  # type: ignore[union-attr]
+        except Exception as exc:  # a backend error: a lost stream to reconnect, or the end without reconnection
+            if self.reconnector is None:
+                raise
+            self.error = exc
+            return False, None
+
+    def _lost(self, failures: int, since_frame: float) -> bool:
+        if self.reconnector is not None:
+            return self.reconnector.policy.is_lost(failures, since_frame)
+        return failures >= self.max_failures
+
+    def _run(self) -> None:
+        captured, failures, last_frame = 0, 0, time.monotonic()
+        try:
+            if self.capture is None and self.reconnector is not None:
+                self.capture = self.reconnector.open()
+            while self.capture is not None and not self._stop.is_set():
+                ok, image = self._read()
                 frame = _as_frame(image, time.time(), self.source_id, captured) if ok else None
                 if frame is None:
                     failures += 1
-                    if failures >= self.max_failures:
+                    if self._lost(failures, time.monotonic() - last_frame):
                         self._on_lost()
-                        return
-                    time.sleep(0.01)
+                        failures, last_frame = 0, time.monotonic()
+                    else:
+                        time.sleep(0.01)
                     continue
                 self.stats.corrupt += failures  # failures followed by a good frame were corrupt frames, not the end
-                failures = 0
+                failures, last_frame = 0, time.monotonic()
+                if self.reconnector is not None:
+                    self.reconnector.frame()
+                    self.stats.reconnects = self.reconnector.reconnects
                 captured += 1
                 if (captured - 1) % self.stride:
                     continue
@@ -296,25 +364,35 @@ class LiveReader:
             self.error = exc
             _warn(f"{self.source_id}: capture failed: {exc}")
         finally:
-            self.capture.release()  # the thread owns the capture: never released while a read is in flight
+            if self.capture is not None:
+                self.capture.release()  # the thread owns the capture: never released while a read is in flight
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()
 
     def _on_lost(self) -> None:
-        _warn(f"{self.source_id}: stream lost after {self.max_failures} failed reads")
+        """Release the dead capture; reopen it through the reconnector, or end the stream (capture = None)."""
+        assert self.capture is not None
+        self.capture.release()
+        self.capture = None
+        if self.reconnector is None:
+            _warn(f"{self.source_id}: stream lost after {self.max_failures} failed reads")
+            return
+        self.capture = self.reconnector.lost("no frames" if self.error is None else f"capture error: {self.error}")
+        self.error = None
 
     def get(self) -> Frame | None:
-        """The newest frame not yet taken (waits for one); None once the stream has ended and nothing is left."""
+        """The newest frame not yet taken (waits for one); None once the stream has ended or the reader is
+        stopped and nothing is left."""
         with self._cond:
-            while self._slot is None and not self._ended:
+            while self._slot is None and not self._ended and not self._stop.is_set():
                 self._cond.wait(0.1)  # a timeout keeps Ctrl-C responsive
             frame, self._slot = self._slot, None
             return frame
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         with self._cond:
             if self._slot is not None:  # never taken by the consumer
@@ -323,7 +401,12 @@ class LiveReader:
 
 
 class LiveSource(Source):
-    """A camera index or an RTSP/HTTP URL, read by a `LiveReader`."""
+    """A camera index or an RTSP/HTTP URL, read by a `LiveReader`.
+
+    Without `reconnect` the capture is opened here and a failure is an EdgecamError. With it, the reader thread
+    opens (and reopens) the capture, so a camera that is down at start-up or later does not stop the caller;
+    `on_event` gets the `source_lost` / `source_restored` events.
+    """
 
     def __init__(
         self,
@@ -331,9 +414,17 @@ class LiveSource(Source):
         max_fps: float | None = None,
         stride: int = 1,
         capture_factory: CaptureFactory = default_capture,
+        resolution: Resolution | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        on_event: EventCallback | None = None,
     ) -> None:
-        super().__init__(spec, max_fps, stride)
+        super().__init__(spec, max_fps, stride, resolution)
         target: str | int = int(spec) if spec.isdigit() else spec
+        if reconnect is not None:
+            reconnector = Reconnector(spec, lambda: capture_factory(target), reconnect, on_event)
+            self.reader = LiveReader(None, spec, stride, reconnect.max_failures, reconnector).start()
+            self._stats = self.reader.stats
+            return
         cap = capture_factory(target)
         if not cap.isOpened():
             cap.release()
@@ -342,8 +433,7 @@ class LiveSource(Source):
             raise EdgecamError("cannot open the stream", path=spec, fix="check the URL, credentials and network")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else None
-        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-        self.size = (w, h) if w > 0 and h > 0 else None
+        self._set_size(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
         self.reader = LiveReader(cap, spec, stride).start()
         self._stats = self.reader.stats
 
@@ -361,19 +451,33 @@ class LiveSource(Source):
         super().close()
 
 
+def is_live(spec: str) -> bool:
+    """A camera index or a stream URL (read on its own thread, newest frame only) rather than a file or folder."""
+    return spec.isdigit() or spec.lower().startswith(LIVE_PREFIXES)
+
+
 def open_source(
-    spec: str, max_fps: float | None = None, stride: int = 1, *, capture_factory: CaptureFactory | None = None
+    spec: str,
+    max_fps: float | None = None,
+    stride: int = 1,
+    *,
+    capture_factory: CaptureFactory | None = None,
+    resolution: Resolution | None = None,
+    reconnect: ReconnectPolicy | None = None,
+    on_event: EventCallback | None = None,
 ) -> Source:
-    """Open a source by its spec: "0" (camera), rtsp://, http(s)://, a video file, an image folder or image."""
+    """Open a source by its spec: "0" (camera), rtsp://, http(s)://, a video file, an image folder or image.
+
+    `reconnect` (live sources only) keeps a camera that drops out or is down at start-up coming back."""
     spec = str(spec)
     factory = capture_factory or default_capture
-    if spec.isdigit() or spec.lower().startswith(LIVE_PREFIXES):
-        return LiveSource(spec, max_fps, stride, capture_factory=factory)
+    if is_live(spec):
+        return LiveSource(spec, max_fps, stride, factory, resolution, reconnect, on_event)
     path = Path(spec)
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
-        return ImageFolderSource(spec, max_fps, stride)
+        return ImageFolderSource(spec, max_fps, stride, resolution)
     if path.is_file():
-        return VideoFileSource(spec, max_fps, stride, capture_factory=factory)
+        return VideoFileSource(spec, max_fps, stride, capture_factory=factory, resolution=resolution)
     raise EdgecamError(
         "source not found", path=spec, fix="check the path, URL (rtsp://, http://) or camera index (0, 1, ...)"
     )
