@@ -139,27 +139,14 @@ def _classify_parts(cfg: TrainConfig, spec: PreprocessSpec, classes: tuple[str, 
 
 
 def _detect_parts(cfg: TrainConfig, spec: PreprocessSpec, meta: dict[str, Any], pcfg: PruneConfig) -> _TaskParts:
-    from edgecam.train.detection.augment import DetAugmentConfig
-    from edgecam.train.detection.data import DetectionDataset, collate_detection
     from edgecam.train.detection.datasets import load_detection_data
     from edgecam.train.detection.loss import DetectionLoss
-    from edgecam.train.detection.trainer import fitness
+    from edgecam.train.detection.trainer import detection_loader, fitness
     from edgecam.train.detection.validate import evaluate_detector, load_val_images
 
     strides = list(meta["detect"]["strides"])
     det_train, det_val = load_detection_data(cfg.data, "train"), load_detection_data(cfg.data, "val")
-    train_ds = DetectionDataset(det_train, spec, DetAugmentConfig(mosaic=cfg.mosaic), cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_ds,
-        batch_size=cfg.batch,
-        shuffle=True,
-        generator=gen,
-        collate_fn=collate_detection,
-        num_workers=cfg.workers,
-        drop_last=len(train_ds) > cfg.batch,
-        persistent_workers=cfg.workers > 0,
-    )
+    train_ds, loader = detection_loader(det_train, spec, cfg)
     val_images = load_val_images(det_val)
     criterion = DetectionLoss(len(det_train.class_names), tuple(strides))
 

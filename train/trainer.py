@@ -227,6 +227,19 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
         plot_curves(history, out / "curves.png"),
         plot_confusion(np.asarray(best_metrics["confusion_matrix"]), classes, out / "confusion_matrix.png"),
     ]
+    return finish_run(out, best_epoch, best_metrics, history, start, stopped_early, plots)
+
+
+def finish_run(
+    out: Path,
+    best_epoch: int,
+    best_metrics: dict[str, Any],
+    history: list[dict[str, float]],
+    start: float,
+    stopped_early: bool,
+    plots: list[Path],
+) -> TrainResult:
+    """The end of every training run: the result object and its results.json."""
     result = TrainResult(
         out / "best.pt",
         out / "last.pt",

@@ -3,7 +3,6 @@ with EMA weights, mosaic closed for the last epochs, and COCO mAP as the validat
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from edgecam.train.detection.data import DetectionDataset, collate_detection
 from edgecam.train.detection.datasets import load_detection_data
 from edgecam.train.detection.evaluate import plot_pr_curves
 from edgecam.train.detection.loss import DetectionLoss
+from edgecam.train.detection.samples import DetDataset
 from edgecam.train.detection.validate import evaluate_detector, load_val_images
 from edgecam.train.ema import ModelEMA
 from edgecam.train.plots import plot_curves
@@ -31,6 +31,7 @@ from edgecam.train.trainer import (
     append_csv,
     build_optimizer,
     build_scheduler,
+    finish_run,
     out_of_time,
     seed_everything,
     to_yaml,
@@ -51,6 +52,22 @@ def detection_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     return args
 
 
+def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) -> tuple[DetectionDataset, DataLoader]:
+    """The augmented, seeded training loader (shared with pruning's fine-tune)."""
+    dataset = DetectionDataset(det, spec, DetAugmentConfig(mosaic=cfg.mosaic), cfg.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        collate_fn=collate_detection,
+        num_workers=cfg.workers,
+        drop_last=len(dataset) > cfg.batch,
+        persistent_workers=cfg.workers > 0,
+    )
+    return dataset, loader
+
+
 def train_detector(cfg: TrainConfig) -> TrainResult:
     """Train on a YOLO data.yaml (or COCO JSON); best.pt follows validation mAP; writes CSV, curves, PR plot."""
     if model_task(cfg.model) != "detect":
@@ -66,19 +83,7 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
     classes = det_train.class_names
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    aug = DetAugmentConfig(mosaic=cfg.mosaic)
-    train_ds = DetectionDataset(det_train, spec, aug, cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(
-        train_ds,
-        batch_size=cfg.batch,
-        shuffle=True,
-        generator=gen,
-        collate_fn=collate_detection,
-        num_workers=cfg.workers,
-        drop_last=len(train_ds) > cfg.batch,
-        persistent_workers=cfg.workers > 0,
-    )
+    train_ds, train_dl = detection_loader(det_train, spec, cfg)
     val_images = load_val_images(det_val)
 
     args = detection_args(cfg, len(classes))
@@ -178,16 +183,4 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
         plot_pr_curves(best_report, out / "pr_curve.png"),
     ]
     best_metrics = {k: v for k, v in best_report.items() if k != "pr_curves"}
-    result = TrainResult(
-        out / "best.pt",
-        out / "last.pt",
-        best_epoch,
-        best_metrics,
-        len(history),
-        time.time() - start,
-        stopped_early,
-        history,
-        plots,
-    )
-    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    return result
+    return finish_run(out, best_epoch, best_metrics, history, start, stopped_early, plots)
