@@ -52,6 +52,11 @@ def detection_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     return args
 
 
+# Workers start fresh rather than fork: a process that has loaded OpenVINO/NNCF threads (export, tests) crashed when
+# forked for a DataLoader worker.
+WORKER_CONTEXT = "spawn"
+
+
 def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) -> tuple[DetectionDataset, DataLoader]:
     """The augmented, seeded training loader (shared with pruning's fine-tune)."""
     dataset = DetectionDataset(det, spec, DetAugmentConfig(mosaic=cfg.mosaic), cfg.seed)
@@ -64,6 +69,7 @@ def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) ->
         num_workers=cfg.workers,
         drop_last=len(dataset) > cfg.batch,
         persistent_workers=cfg.workers > 0,
+        multiprocessing_context=WORKER_CONTEXT if cfg.workers > 0 else None,
     )
     return dataset, loader
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,11 +19,13 @@ from edgecam.train.detection.augment import DetAugmentConfig, letterbox_boxes
 from edgecam.train.detection.data import DetectionDataset, collate_detection
 from edgecam.train.detection.datasets import load_yolo
 from edgecam.train.detection.samples import DetDataset, DetSample
+from edgecam.train.detection.trainer import WORKER_CONTEXT
 from edgecam.train.synth import synth_detection
 
 from .test_augment import assert_boxes_match_pixels, scene
 
 SPEC = PreprocessSpec(96, 128, resize="letterbox")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +88,32 @@ def test_epochs_reproducible_and_different(det):
     assert not torch.equal(first[0], other[0])
 
 
-def test_persistent_workers_see_set_epoch_and_close_mosaic(det):
+def check_persistent_workers(data_yaml: str) -> None:
+    """Worker copies of the dataset must follow set_epoch/close_mosaic (shared memory, not plain attributes)."""
+    det = load_yolo(data_yaml, "train")
     ds = DetectionDataset(det, SPEC, replace(DetAugmentConfig.off(), mosaic=1.0, flip=0.5), seed=3)
-    dl = DataLoader(ds, batch_size=2, collate_fn=collate_detection, num_workers=1, persistent_workers=True)
+    dl = DataLoader(
+        ds,
+        batch_size=2,
+        collate_fn=collate_detection,
+        num_workers=1,
+        persistent_workers=True,
+        multiprocessing_context=WORKER_CONTEXT,
+    )
     for epoch, closed in [(0, False), (1, False), (2, True)]:
         ds.set_epoch(epoch)
         ds.close_mosaic(closed)
         images, _, indices = next(iter(dl))
         assert torch.equal(images, torch.stack([ds[int(i)][0] for i in indices]))
+
+
+def test_persistent_workers_see_set_epoch_and_close_mosaic(det):
+    # In a fresh interpreter: after the export/runtime tests have loaded OpenVINO, NNCF and OpenCV threads into the
+    # pytest process, starting a DataLoader worker there crashed the whole run (segfault); users train in a clean one.
+    data_yaml = str(det.root / "data.yaml")
+    code = f"from tests.train.detection.test_data import check_persistent_workers as c; c({data_yaml!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_close_mosaic_turns_it_off(det):
