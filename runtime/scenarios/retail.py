@@ -1,6 +1,6 @@
 """Retail shelf scenario: per-slot stock state, out-of-stock alerts that ignore shoppers, facings, planogram.
 
-Config (the camera's `scenario:` section in YAML):
+Config (the camera's `scenario_config:` mapping in cameras.yaml, beside `scenario: retail`):
 
     slots:                            # either explicit slots ...
       - name: cola

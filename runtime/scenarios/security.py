@@ -1,6 +1,6 @@
 """Security scenario: zones (enter / exit / loitering), counting lines, and camera tamper with hysteresis.
 
-Config (the camera's `scenario:` section in YAML; every key optional):
+Config (the camera's `scenario_config:` mapping in cameras.yaml, beside `scenario: security`; every key optional):
 
     zones:                            # polygons in frame pixels; a track is in a zone when its ground point
       - name: door                    #   (bottom-centre of the box) is inside or on the border
