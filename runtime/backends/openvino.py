@@ -67,4 +67,20 @@ class OpenVinoBackend(Backend):
             "threads": self._threads,
             "precision": self._precision,
             "engine_precision": self.compiled.get_property(hints.inference_precision).to_string(),
+            "conv_precisions": conv_precisions(self.compiled),
         }
+
+
+def conv_precisions(compiled: Any) -> dict[str, int]:
+    """How many convolutions the plugin really runs at each precision (u8/i8 = INT8 kernels).
+
+    The inference-precision hint says f32 for an INT8 IR, yet its quantized convolutions run in INT8: only the
+    compiled (runtime) graph tells which precision each layer got.
+    """
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            precision = info["runtimePrecision"].astype(str)
+            counts[precision] = counts.get(precision, 0) + 1
+    return dict(sorted(counts.items()))

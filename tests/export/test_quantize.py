@@ -61,6 +61,15 @@ def test_int8_variants_are_recorded_with_their_recipe_and_gate(int8_bundle, colo
     assert bundle.variants["openvino-int8"].extra["engine"]["engine_precision"]
 
 
+def test_engine_reports_the_precision_its_convolutions_really_run_at(int8_bundle):
+    """The hint reads f32 for an INT8 IR; the compiled graph shows INT8 kernels, and none in the FP32 variant."""
+    bundle = load_bundle(int8_bundle)
+    int8 = bundle.variants["openvino-int8"].extra["engine"]["conv_precisions"]
+    fp32 = bundle.variants["openvino-fp32"].extra["engine"]["conv_precisions"]
+    assert int8.get("u8", 0) + int8.get("i8", 0) > 0
+    assert set(fp32) == {"f32"} and sum(fp32.values()) == sum(int8.values())
+
+
 def test_bf16_variant_is_the_fp32_ir_under_another_hint(int8_bundle):
     bundle = load_bundle(int8_bundle)
     bf16, fp32 = bundle.variants["openvino-bf16"], bundle.variants["openvino-fp32"]
