@@ -216,6 +216,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     options = dict(
         global_pruning=args.global_pruning,
         finetune_epochs=args.finetune_epochs,
+        time_limit=args.finetune_time_limit,
         distill=args.distill,
         distill_weight=args.distill_weight,
         temperature=args.temperature,
@@ -414,11 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="rank channels across the network (default: remove the same fraction from every layer)",
     )
     p.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning (0 = none)")
+    p.add_argument(
+        "--finetune-time-limit",
+        type=float,
+        help="minutes of fine-tuning at most: the epochs and learning-rate schedule shrink to fit",
+    )
     p.add_argument("--distill", action="store_true", help="also learn the unpruned model's outputs")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
     p.add_argument("--temperature", type=float, default=4.0, help="classifier distillation temperature")
     p.add_argument("--distill-loss", choices=["bce", "mse"], default="bce", help="detector: loss on class scores")
-    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the checkpoint's)")
+    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default: half the checkpoint's)")
     p.add_argument("--data", help="dataset for fine-tuning and accuracy (default: the checkpoint's training data)")
     p.add_argument("--latency-runs", type=int, default=50, help="timed batch-1 runs per model and engine")
     p.add_argument("--no-onnx-latency", action="store_true", help="time torch eager only (skips an ONNX export)")

@@ -13,6 +13,7 @@ import it; the `edgecam prune` run (fine-tuning, distillation, report files, swe
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import statistics
@@ -33,7 +34,8 @@ PRUNED_KEY = "pruned"  # checkpoint key of the pruning record
 PRUNED_FORMAT = 1
 ROUND_TO = 8  # channel counts stay multiples of 8: SIMD-friendly, and what turns fewer FLOPs into less time
 TARGET_MAX_RATIO = 0.9  # target-GFLOPs mode removes at most this fraction of the channels,
-TARGET_STEPS = 30  # ... in this many equal steps, stopping at the first one that meets the target
+TARGET_SCAN = 0.05  # ... scanning up in these steps to the first that meets the target (past about 0.7, layers
+TARGET_TOLERANCE = 0.005  # emptied by rounding make GFLOPs rise again), then bisecting that step to this width
 
 
 def check_prune_args(ratio: float | None, target_gflops: float | None) -> None:
@@ -80,48 +82,22 @@ def prune_model(
     global_pruning: bool = False,
     round_to: int = ROUND_TO,
 ) -> dict[str, Any]:
-    """Remove channels in place, by `ratio` or in steps until GFLOPs <= `target_gflops`.
+    """Remove channels in place: `ratio` of them, or the fewest that bring GFLOPs down to `target_gflops`.
 
     Importance is the group L2 norm (all coupled weights of a channel together). Uniform pruning removes `ratio`
-    of each layer group's channels; `global_pruning` ranks channels across the whole network instead. Returns the
-    record to store in the checkpoint under `PRUNED_KEY`.
+    of each layer group's channels; `global_pruning` ranks channels across the whole network instead. The target
+    is met by bisecting the ratio on copies of the model (`target_ratio`), then pruning once at the ratio found, so
+    the result lands just below the target rather than a coarse step past it. Returns the record to store in the
+    checkpoint under `PRUNED_KEY`.
     """
     check_prune_args(ratio, target_gflops)
-    iterative = target_gflops is not None
     before = count_flops(model, input_shape)
-    if iterative and target_gflops >= before["gflops"]:
-        raise EdgecamError(
-            f"the model already needs only {before['gflops']:.4g} GFLOPs <= --target-gflops {target_gflops}",
-            fix=f"give a target below {before['gflops']:.4g} or skip pruning",
-        )
-    was_training = model.training
-    model.eval()  # tracing runs a forward pass: BatchNorm statistics must not see the dummy input
-    try:
-        pruner = tp.pruner.MetaPruner(
-            model,
-            torch.zeros(1, *input_shape),
-            importance=tp.importance.GroupMagnitudeImportance(p=2),
-            pruning_ratio=TARGET_MAX_RATIO if iterative else ratio,
-            iterative_steps=TARGET_STEPS if iterative else 1,
-            global_pruning=global_pruning,
-            ignored_layers=protected_layers(model),
-            round_to=round_to,
-        )
-        steps = 0
-        for _ in range(pruner.iterative_steps):
-            pruner.step()
-            steps += 1
-            if not iterative or count_flops(model, input_shape)["gflops"] <= target_gflops:
-                break
-    finally:
-        model.train(was_training)
-    after = count_flops(model, input_shape)
-    if iterative and after["gflops"] > target_gflops:
-        raise EdgecamError(
-            f"cannot reach {target_gflops} GFLOPs: removing {TARGET_MAX_RATIO:.0%} of the channels leaves "
-            f"{after['gflops']:.4g} GFLOPs",
-            fix="raise --target-gflops, or start from a smaller model or input size",
-        )
+    searched = 0
+    if target_gflops is not None:
+        channel_ratio, searched = target_ratio(model, input_shape, target_gflops, global_pruning, round_to)
+    else:
+        channel_ratio = float(ratio)
+    pruner = _prune_once(model, input_shape, channel_ratio, global_pruning, round_to)
     history = [
         [str(n), bool(out), [int(getattr(i, "idx", i)) for i in idxs]] for n, out, idxs in pruner.pruning_history()
     ]
@@ -131,12 +107,80 @@ def prune_model(
         "history": history,
         "ratio": ratio,
         "target_gflops": target_gflops,
-        "channel_ratio": round(float(pruner.per_step_pruning_ratio[steps]), 4),
+        "channel_ratio": round(channel_ratio, 4),
         "global": bool(global_pruning),
         "round_to": round_to,
-        "steps": steps,
+        "search_evaluations": searched,
         "base": before,
     }
+
+
+def target_ratio(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    target_gflops: float,
+    global_pruning: bool = False,
+    round_to: int = ROUND_TO,
+) -> tuple[float, int]:
+    """The smallest channel ratio (to `TARGET_TOLERANCE`) whose pruned copy needs at most `target_gflops`, and how
+    many copies were pruned to find it. GFLOPs fall in steps as the ratio grows (channels go `round_to` at a time),
+    not always monotonically, hence the scan before the bisection."""
+    base = count_flops(model, input_shape)["gflops"]
+    if target_gflops >= base:
+        raise EdgecamError(
+            f"the model already needs only {base:.4g} GFLOPs <= --target-gflops {target_gflops}",
+            fix=f"give a target below {base:.4g} or skip pruning",
+        )
+
+    def gflops_at(r: float) -> float:
+        trial = copy.deepcopy(model)
+        _prune_once(trial, input_shape, r, global_pruning, round_to)
+        return count_flops(trial, input_shape)["gflops"]
+
+    low, evaluations, fewest = 0.0, 0, base
+    for step in range(1, round(TARGET_MAX_RATIO / TARGET_SCAN) + 1):
+        high = step * TARGET_SCAN
+        evaluations += 1
+        got = gflops_at(high)
+        if got <= target_gflops:
+            break
+        low, fewest = high, min(fewest, got)
+    else:
+        raise EdgecamError(
+            f"cannot reach {target_gflops} GFLOPs: removing up to {TARGET_MAX_RATIO:.0%} of the channels leaves "
+            f"at least {fewest:.4g} GFLOPs",
+            fix="raise --target-gflops, or start from a smaller model or input size",
+        )
+    while high - low > TARGET_TOLERANCE:  # gflops_at(low) > target >= gflops_at(high)
+        mid = (low + high) / 2
+        evaluations += 1
+        if gflops_at(mid) <= target_gflops:
+            high = mid
+        else:
+            low = mid
+    return high, evaluations
+
+
+def _prune_once(
+    model: nn.Module, input_shape: tuple[int, int, int], ratio: float, global_pruning: bool, round_to: int
+) -> tp.pruner.MetaPruner:
+    """One torch-pruning step removing `ratio` of the channels in place; the pruner holds the history."""
+    was_training = model.training
+    model.eval()  # tracing runs a forward pass: BatchNorm statistics must not see the dummy input
+    try:
+        pruner = tp.pruner.MetaPruner(
+            model,
+            torch.zeros(1, *input_shape),
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            global_pruning=global_pruning,
+            ignored_layers=protected_layers(model),
+            round_to=round_to,
+        )
+        pruner.step()
+    finally:
+        model.train(was_training)
+    return pruner
 
 
 def restore_pruned_channels(model: nn.Module, pruned: dict[str, Any] | None) -> nn.Module:

@@ -1,8 +1,10 @@
 """`edgecam prune`: prune a checkpoint, fine-tune it (optionally distilling from the unpruned model), measure both
 and write RUN_DIR/best.pt + prune_report.json; `prune_sweep` does it for several ratios and plots metric vs GFLOPs.
 
-The trainers' loops build their own model and have no hook for an extra loss term, so the fine-tune loop is a compact
-one here, built from the trainers' pieces (datasets, optimizer, scheduler, loss, EMA, validation, CSV).
+The trainers' loops build their own model and train it from scratch on one schedule, so the fine-tune loop is a
+compact one here, built from the trainers' pieces (datasets, optimizer, learning-rate curve, loss, EMA, validation,
+CSV): a warm restart at a lower learning rate, distillation, and a time limit that shapes the schedule. What differs
+by task is in `edgecam.train.prune_tasks`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,13 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from edgecam.runtime.errors import EdgecamError
@@ -35,10 +34,13 @@ from edgecam.train.prune import (
     plot_metric_vs_gflops,
     prune_model,
 )
-from edgecam.train.trainer import append_csv, build_optimizer, build_scheduler, l1_penalty, seed_everything
+from edgecam.train.prune_tasks import TaskParts, classify_parts, detect_parts
+from edgecam.train.trainer import append_csv, build_optimizer, cosine_factor, l1_penalty, seed_everything
 
 # checkpoint keys `save_checkpoint` writes itself; anything else (e.g. "detect") is carried over as an extra
 _CORE_KEYS = {"edgecam_version", "task", "model", "class_names", "preprocess", "epoch", "metrics", "config"}
+FINETUNE_LR_SCALE = 0.5  # default fine-tune learning rate: this times the checkpoint's training rate
+FINETUNE_WARMUP_EPOCHS = 0.5  # at most this much warm-up: the weights are trained already, the optimizer state not
 
 
 @dataclass
@@ -46,14 +48,15 @@ class PruneConfig:
     """Everything `edgecam prune` takes besides the checkpoint and the run folder."""
 
     ratio: float | None = None  # fraction of channels to remove
-    target_gflops: float | None = None  # or: prune in steps until the model needs at most this
+    target_gflops: float | None = None  # or: remove the fewest channels that bring GFLOPs down to this
     global_pruning: bool = False  # rank channels across the network instead of removing `ratio` of each layer
     finetune_epochs: int = 5
+    time_limit: float | None = None  # minutes of fine-tuning; fewer epochs when they would not fit
     distill: bool = False  # fine-tune towards the unpruned model's outputs as well as the labels
     distill_weight: float = 1.0
     temperature: float = 4.0  # classifier: softening of both softmaxes
     distill_loss: str = "bce"  # detector: bce (teacher sigmoid as soft target) | mse (on sigmoids)
-    lr: float | None = None  # None: the checkpoint's training learning rate
+    lr: float | None = None  # None: FINETUNE_LR_SCALE x the checkpoint's training learning rate
     data: str | None = None  # None: the checkpoint's training data
     latency_runs: int = 50
     onnx_latency: bool = True
@@ -64,6 +67,7 @@ class PruneConfig:
         """Ratio / target are checked by `prune_checkpoint` (a sweep's shared config sets neither)."""
         checks = [
             (self.finetune_epochs >= 0, "--finetune-epochs must be >= 0"),
+            (self.time_limit is None or self.time_limit > 0, "--finetune-time-limit must be positive"),
             (self.temperature > 0 and self.distill_weight >= 0, "--temperature > 0 and --distill-weight >= 0"),
             (self.distill_loss in ("bce", "mse"), "--distill-loss must be bce or mse"),
             (self.lr is None or self.lr > 0, "--lr must be positive"),
@@ -74,141 +78,61 @@ class PruneConfig:
                 raise EdgecamError(f"invalid prune options: {msg}")
 
 
-def distill_classifier(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) on temperature-softened softmaxes, scaled by T^2 so gradients keep their size."""
-    t = temperature
-    return F.kl_div(
-        F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), log_target=True, reduction="batchmean"
-    ) * (t * t)
-
-
-def distill_detector(student: torch.Tensor, teacher: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-    """Match the class logits `preds[..., 4:]` of every anchor: BCE against the teacher's sigmoid, or MSE."""
-    s, t = student[..., 4:], teacher[..., 4:].sigmoid()
-    if kind == "mse":
-        return F.mse_loss(s.sigmoid(), t)
-    return F.binary_cross_entropy_with_logits(s, t)
-
-
 @dataclass
-class _TaskParts:
-    """What differs between fine-tuning a classifier and a detector; the loop is shared."""
+class FinetuneResult:
+    """What `finetune` did: the kept epoch and its metrics, the final plan, the per-epoch rows, the time taken."""
 
-    loader: DataLoader
-    start_epoch: Callable[[int], None]
-    loss: Callable[[torch.Tensor, Any], torch.Tensor]  # (outputs, batch) -> task loss
-    distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (student, teacher outputs) -> loss
-    evaluate: Callable[[nn.Module], dict[str, Any]]
-    metric: str  # the headline metric of the report
-    score: Callable[[dict[str, Any]], float]  # what picks best.pt, as in the task's trainer
-    ema: bool
-    clip: float | None
-
-
-def _classify_parts(cfg: TrainConfig, spec: PreprocessSpec, classes: tuple[str, ...], pcfg: PruneConfig) -> _TaskParts:
-    from edgecam.runtime.imagefolder import load_splits
-    from edgecam.train.data import ClassificationDataset
-    from edgecam.train.trainer import evaluate
-
-    train_split, val_split = load_splits(cfg.data, cfg.val_fraction, cfg.seed)
-    if tuple(train_split.classes) != classes:
-        raise EdgecamError(f"the data's classes {train_split.classes} differ from the checkpoint's {classes}")
-    train_ds = ClassificationDataset(train_split, spec, cfg.augment, cfg.seed, "training images")
-    val_dl = DataLoader(ClassificationDataset(val_split, spec, None, cfg.seed, "validation images"), batch_size=128)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_ds, batch_size=cfg.batch, shuffle=True, generator=gen, drop_last=len(train_ds) > cfg.batch
-    )
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-    def evaluate_top1(model: nn.Module) -> dict[str, Any]:
-        report = evaluate(model, val_dl, nn.CrossEntropyLoss(), classes)
-        return {"top1": report["top1"], "val_loss": report["loss"]}
-
-    return _TaskParts(
-        loader=loader,
-        start_epoch=train_ds.set_epoch,
-        loss=lambda out, batch: criterion(out, batch[1]),
-        distill=lambda s, t: distill_classifier(s, t, pcfg.temperature),
-        evaluate=evaluate_top1,
-        metric="top1",
-        score=lambda m: m["top1"],
-        ema=False,
-        clip=None,
-    )
-
-
-def _detect_parts(cfg: TrainConfig, spec: PreprocessSpec, meta: dict[str, Any], pcfg: PruneConfig) -> _TaskParts:
-    from edgecam.train.detection.datasets import load_detection_data
-    from edgecam.train.detection.loss import DetectionLoss
-    from edgecam.train.detection.trainer import detection_loader, fitness
-    from edgecam.train.detection.validate import evaluate_detector, load_val_images
-
-    strides = list(meta["detect"]["strides"])
-    det_train, det_val = load_detection_data(cfg.data, "train"), load_detection_data(cfg.data, "val")
-    train_ds, loader = detection_loader(det_train, spec, cfg)
-    val_images = load_val_images(det_val)
-    criterion = DetectionLoss(len(det_train.class_names), tuple(strides))
-
-    def start_epoch(epoch: int) -> None:
-        if cfg.close_mosaic and epoch > cfg.epochs - cfg.close_mosaic:
-            train_ds.close_mosaic()
-        train_ds.set_epoch(epoch)
-
-    def evaluate_map(model: nn.Module) -> dict[str, Any]:
-        model.eval()
-
-        @torch.no_grad()
-        def predict(batch: np.ndarray) -> np.ndarray:
-            return model(torch.from_numpy(batch)).numpy()
-
-        report, _ = evaluate_detector(predict, det_val, spec, strides, images=val_images)
-        return {"map50": report["map50"] or 0.0, "map50_95": report["map50_95"] or 0.0}
-
-    return _TaskParts(
-        loader=loader,
-        start_epoch=start_epoch,
-        loss=lambda out, batch: criterion(out, batch[1], (spec.height, spec.width))[0],
-        distill=lambda s, t: distill_detector(s, t, pcfg.distill_loss),
-        evaluate=evaluate_map,
-        metric="map50",
-        score=fitness,
-        ema=cfg.ema,
-        clip=10.0,
-    )
+    best_epoch: int  # 0: no epoch beat the pruned model as it was
+    best: dict[str, Any]  # validation metrics of the kept weights
+    planned_epochs: int  # the epochs the learning-rate schedule ended up spanning
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def finetune(
     student: nn.Module,
     teacher: nn.Module | None,
-    parts: _TaskParts,
+    parts: TaskParts,
     cfg: TrainConfig,
     pcfg: PruneConfig,
     csv_path: Path,
     initial: dict[str, Any],
-) -> tuple[int, dict[str, Any], list[dict[str, float]]]:
-    """Train the pruned model for `cfg.epochs`; keep the best validation weights, where epoch 0 (`initial`, the
-    metrics straight after pruning) competes too."""
+) -> FinetuneResult:
+    """Fine-tune the pruned model for `cfg.epochs`, or fewer when `pcfg.time_limit` runs out first.
+
+    A warm restart: a short warm-up, then one cosine over the planned epochs. With a time limit the plan shrinks
+    after each epoch to the epochs that still fit (each as long as the last one), so the cosine and the closing of
+    mosaic finish inside the limit instead of being cut off. The best validation weights are kept, where epoch 0
+    (`initial`, the metrics straight after pruning) competes too.
+    """
     from edgecam.train.ema import ModelEMA
 
     seed_everything(cfg.seed)
     student.to(memory_format=torch.channels_last)  # faster depthwise convolutions on CPU, as in the trainers
-    best_epoch, best = 0, initial
+    result = FinetuneResult(best_epoch=0, best=initial, planned_epochs=cfg.epochs)
     best_state = copy.deepcopy(student.state_dict())
-    rows: list[dict[str, float]] = []
     if pcfg.finetune_epochs < 1:
-        return best_epoch, best, rows
+        return result
+    if teacher is not None:
+        teacher.eval()  # its BatchNorm layers use their running statistics and never update them
+    steps_per_epoch = len(parts.loader)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
     opt = build_optimizer(student, cfg)
-    sched = build_scheduler(opt, cfg, len(parts.loader))
-    ema = ModelEMA(student, tau=max(50.0, len(parts.loader) * 2)) if parts.ema else None
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: cosine_factor(step, warmup, result.planned_epochs * steps_per_epoch)
+    )
+    ema = ModelEMA(student, tau=max(50.0, steps_per_epoch * 2)) if parts.ema else None
     start = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        parts.start_epoch(epoch)
+    epoch = 0
+    while epoch < result.planned_epochs:
+        epoch += 1
+        parts.start_epoch(epoch, result.planned_epochs)
         student.train()
         totals: dict[str, float] = {"loss": 0.0, "distill": 0.0}
-        steps = 0
-        bar = tqdm(parts.loader, desc=f"fine-tune {epoch}/{cfg.epochs}", leave=False, disable=not pcfg.progress)
-        for batch in bar:
+        bar = tqdm(
+            parts.loader, desc=f"fine-tune {epoch}/{result.planned_epochs}", leave=False, disable=not pcfg.progress
+        )
+        for steps, batch in enumerate(bar, 1):
             x = batch[0]
             if cfg.input_noise > 0:
                 x = x + torch.randn_like(x) * cfg.input_noise
@@ -231,40 +155,54 @@ def finetune(
             sched.step()
             if ema is not None:
                 ema.update(student)
-            steps += 1
             totals["loss"] += float(loss.detach())
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
         evaluated = ema.ema if ema is not None else student
         metrics = parts.evaluate(evaluated)
         row = {
             "epoch": epoch,
-            "train_loss": totals["loss"] / max(steps, 1),
-            "distill_loss": totals["distill"] / max(steps, 1),
+            "train_loss": totals["loss"] / max(steps_per_epoch, 1),
+            "distill_loss": totals["distill"] / max(steps_per_epoch, 1),
             **{k: float(v) for k, v in metrics.items()},
             "lr": opt.param_groups[0]["lr"],
             "seconds": time.time() - start,
         }
-        rows.append(row)
+        result.history.append(row)
         append_csv(csv_path, row, first=epoch == 1)
-        if parts.score(metrics) > parts.score(best):
-            best_epoch, best, best_state = epoch, metrics, copy.deepcopy(evaluated.state_dict())
+        if parts.score(metrics) > parts.score(result.best):
+            result.best_epoch, result.best = epoch, metrics
+            best_state = copy.deepcopy(evaluated.state_dict())
         if pcfg.progress:
             tqdm.write(
                 f"fine-tune {epoch:3d}  loss {row['train_loss']:.4f}  {parts.metric} {metrics[parts.metric]:.4f}"
             )
+        result.planned_epochs = min(result.planned_epochs, epochs_that_fit(pcfg.time_limit, result.history))
+    result.seconds = time.time() - start
     student.load_state_dict(best_state)
-    return best_epoch, best, rows
+    return result
+
+
+def epochs_that_fit(limit_minutes: float | None, history: list[dict[str, float]]) -> int:
+    """How many epochs the run can have in all: those done plus as many more, each as long as the last, as end
+    inside the limit (`history[i]["seconds"]` is the time since the start at the end of epoch i + 1)."""
+    if not limit_minutes or not history:
+        return 2**31
+    elapsed = history[-1]["seconds"]
+    last = elapsed - (history[-2]["seconds"] if len(history) > 1 else 0.0)
+    return len(history) + max(0, int((limit_minutes * 60 - elapsed) // max(last, 1e-9)))
 
 
 def _train_config(meta: dict[str, Any], pcfg: PruneConfig, out: Path) -> TrainConfig:
-    """The checkpoint's own training settings, with the fine-tune's epochs, run folder and overrides."""
+    """The checkpoint's own training settings, with the fine-tune's epochs, learning rate, short warm-up, run folder
+    and overrides."""
     cfg = TrainConfig.from_dict(dict(meta.get("config") or {"task": meta["task"]}))
-    changes: dict[str, Any] = {"epochs": max(1, pcfg.finetune_epochs), "out": str(out), "progress": pcfg.progress}
-    changes["warmup_epochs"] = min(cfg.warmup_epochs, changes["epochs"] / 2)
+    epochs = max(1, pcfg.finetune_epochs)
+    changes: dict[str, Any] = {"epochs": epochs, "out": str(out), "progress": pcfg.progress}
+    changes["warmup_epochs"] = min(cfg.warmup_epochs, FINETUNE_WARMUP_EPOCHS, epochs / 2)
+    changes["lr"] = pcfg.lr or cfg.lr * FINETUNE_LR_SCALE
+    changes["time_limit"] = pcfg.time_limit
     if pcfg.data:
         changes["data"] = pcfg.data
-    if pcfg.lr:
-        changes["lr"] = pcfg.lr
     if pcfg.threads:
         changes["threads"] = pcfg.threads
     return replace(cfg, **changes)
@@ -310,19 +248,18 @@ def _prune_and_measure(
     if previous:  # pruning a pruned checkpoint: replaying both histories in order rebuilds it
         record = {**record, "history": previous["history"] + record["history"], "base": previous["base"]}
 
-    parts: _TaskParts | None = None
+    parts: TaskParts | None = None
     if has_data and meta["task"] == "classify":
-        parts = _classify_parts(cfg, spec, tuple(meta["class_names"]), pcfg)
+        parts = classify_parts(cfg, spec, tuple(meta["class_names"]), pcfg.temperature)
     elif has_data:
-        parts = _detect_parts(cfg, spec, meta, pcfg)
+        parts = detect_parts(cfg, spec, meta, pcfg.distill_loss)
     before_metrics = parts.evaluate(teacher) if parts else {}
     pruned_only = parts.evaluate(student) if parts else {}
-    best_epoch, after_metrics, rows = 0, dict(pruned_only), []
+    tuned = FinetuneResult(best_epoch=0, best=dict(pruned_only), planned_epochs=0)
     if parts:
         distill_from = teacher if pcfg.distill else None
-        best_epoch, after_metrics, rows = finetune(
-            student, distill_from, parts, cfg, pcfg, out / "metrics.csv", pruned_only
-        )
+        tuned = finetune(student, distill_from, parts, cfg, pcfg, out / "metrics.csv", pruned_only)
+    best_epoch, after_metrics = tuned.best_epoch, tuned.best
     student = student.eval().to(memory_format=torch.contiguous_format)
 
     extra = {k: v for k, v in meta.items() if k not in _CORE_KEYS | {"preprocess_spec", PRUNED_KEY}}
@@ -354,6 +291,11 @@ def _prune_and_measure(
         "pruning": {k: v for k, v in record.items() if k not in ("history", "base", "format")},
         "finetune": {
             "epochs": pcfg.finetune_epochs if parts else 0,
+            "epochs_run": len(tuned.history),
+            "planned_epochs": tuned.planned_epochs if tuned.history else 0,
+            "time_limit": pcfg.time_limit,
+            "stopped_for_time": len(tuned.history) < pcfg.finetune_epochs and parts is not None,
+            "seconds": round(tuned.seconds, 1),
             "best_epoch": best_epoch,
             "distill": pcfg.distill,
             "distill_weight": pcfg.distill_weight,
@@ -368,7 +310,7 @@ def _prune_and_measure(
         "gflops_reduction": round(1 - after["gflops"] / before["gflops"], 4),
         "speedup": {k[: -len("_ms")]: round(before[k] / after[k], 3) for k in before if k.endswith("_ms")},
         "channels": {n: [w, widths_after[n]] for n, w in widths_before.items()},
-        "history": rows,
+        "history": tuned.history,
     }
 
 

@@ -79,14 +79,15 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, warmup, total))
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+def cosine_factor(step: int, warmup: int, total: int) -> float:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then cosine down to 1 % at step `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def out_of_time(limit_minutes: float | None, start: float, history: list[dict[str, float]]) -> bool:

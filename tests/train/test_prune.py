@@ -19,13 +19,8 @@ from edgecam.train.prune import (
     prune_model,
     restore_pruned_channels,
 )
-from edgecam.train.prune_finetune import (
-    PruneConfig,
-    distill_classifier,
-    distill_detector,
-    prune_checkpoint,
-    prune_sweep,
-)
+from edgecam.train.prune_finetune import PruneConfig, epochs_that_fit, prune_checkpoint, prune_sweep
+from edgecam.train.prune_tasks import distill_classifier, distill_detector
 from edgecam.train.registry import create_model
 
 FAST = dict(onnx_latency=False, latency_runs=3, progress=False)
@@ -139,12 +134,19 @@ def test_detector_pruning_keeps_preds_and_head_outputs():
     assert model.neck.lateral[0][0].out_channels < 64, "the neck (adds + upsample) is pruned too"
 
 
-def test_target_gflops_lands_at_or_below_the_target():
-    model, shape = model_and_shape("ecnet_s", 32)
+@pytest.mark.parametrize("name, size", [("ecnet_s", 32), ("ecdet_s", 64)])
+@pytest.mark.parametrize("fraction", [0.5, 0.7])
+def test_target_gflops_lands_just_below_the_target(name, size, fraction):
+    model, shape = model_and_shape(name, size)
     base = count_flops(model, shape)["gflops"]
-    record = prune_model(model, shape, target_gflops=0.6 * base)
+    record = prune_model(model, shape, target_gflops=fraction * base)
     got = count_flops(model, shape)["gflops"]
-    assert 0.35 * base < got <= 0.6 * base and record["steps"] > 1
+    assert (fraction - 0.1) * base < got <= fraction * base, "at the target, not a coarse step past it"
+    assert 0 < record["channel_ratio"] < 0.9 and record["target_gflops"] == fraction * base
+    if record["channel_ratio"] > 0.01:  # (any ratio at all removes a channel quantum: nothing smaller to try)
+        less, _ = model_and_shape(name, size)
+        prune_model(less, shape, ratio=record["channel_ratio"] - 0.01)
+        assert count_flops(less, shape)["gflops"] > fraction * base, "no smaller ratio meets it (to the tolerance)"
     with pytest.raises(EdgecamError, match="already needs"):
         prune_model(*model_and_shape("ecnet_s", 32), target_gflops=2 * base)
     with pytest.raises(EdgecamError, match="cannot reach"):
@@ -187,7 +189,21 @@ def test_distillation_losses_pull_the_student_to_the_teacher(fn, kwargs):
     loss.backward()
     assert loss > fn(teacher, teacher, **kwargs) - 1e-6 and student.grad.abs().sum() > 0
     if fn is distill_detector:
-        assert student.grad[..., :4].abs().sum() == 0, "only the class logits are distilled"
+        assert fn(teacher, teacher, **kwargs).abs() < 1e-5, "zero when the student agrees with the teacher"
+        assert student.grad[..., :4].abs().sum() > 0, "box log-distances are distilled too"
+
+
+def test_detector_distillation_is_on_the_task_loss_scale():
+    """Normalised by the teacher's total score, as the task loss is by its targets': not a mean over every anchor and
+    class, and box terms of background anchors (teacher score ~0) hardly count."""
+    teacher = torch.full((2, 1000, 4 + 5), -12.0)
+    teacher[:, :10, 4] = 4.0  # ten confident anchors per image
+    student = teacher.clone()
+    student[:, :10, 4] = 0.0
+    assert distill_detector(student, teacher, box_weight=0) > 0.5
+    moved = teacher.clone()
+    moved[:, 10:, :4] += 1.0  # background anchors' boxes differ
+    assert distill_detector(moved, teacher) < 0.05
 
 
 def test_prune_report_and_fine_tuned_checkpoint(pruned_run, tiny_checkpoint):
@@ -203,6 +219,39 @@ def test_prune_report_and_fine_tuned_checkpoint(pruned_run, tiny_checkpoint):
     model, meta = load_checkpoint(out / "best.pt")
     assert meta[PRUNED_KEY]["ratio"] == 0.5 and meta["class_names"] == ["blue", "green", "red"]
     assert count_flops(model, (3, 32, 32))["gflops"] == after["gflops"]
+
+
+@pytest.mark.parametrize(
+    "limit, seconds, fit",
+    [
+        (None, [10.0], 2**31),  # no limit
+        (1.0, [], 2**31),  # nothing measured yet
+        (1.0, [10.0], 6),  # 50 s left: five more 10 s epochs
+        (1.0, [10.0, 25.0], 4),  # the last epoch took 15 s: two more fit in the 35 s left
+        (1.0, [10.0, 20.0, 59.0], 3),  # no time for another
+        (0.5, [10.0, 40.0], 2),  # already past the limit: stop
+    ],
+)
+def test_epochs_that_fit_in_the_time_limit(limit, seconds, fit):
+    assert epochs_that_fit(limit, [{"seconds": s} for s in seconds]) == fit
+
+
+def test_fine_tune_time_limit_shortens_the_run_and_its_schedule(tiny_checkpoint, tmp_path):
+    """A limit far shorter than one epoch: the first epoch runs, the plan shrinks to it and the run ends there."""
+    cfg = PruneConfig(ratio=0.5, finetune_epochs=4, time_limit=1e-6, **FAST)
+    report = prune_checkpoint(tiny_checkpoint, tmp_path, cfg)
+    tuned = report["finetune"]
+    assert len(report["history"]) == tuned["epochs_run"] == tuned["planned_epochs"] == 1
+    assert tuned["stopped_for_time"] and tuned["time_limit"] == 1e-6
+    with pytest.raises(EdgecamError, match="time-limit"):
+        PruneConfig(ratio=0.5, time_limit=0)
+
+
+def test_fine_tune_is_a_warm_restart_at_a_lower_learning_rate(pruned_run, tiny_checkpoint):
+    _, report = pruned_run
+    _, meta = load_checkpoint(tiny_checkpoint)
+    assert report["finetune"]["lr"] == pytest.approx(meta["config"]["lr"] * 0.5)
+    assert not report["finetune"]["stopped_for_time"] and report["finetune"]["planned_epochs"] == 1
 
 
 def test_a_pruned_checkpoint_can_be_pruned_again(pruned_run, tmp_path):
@@ -254,6 +303,8 @@ def test_cli_prune(tiny_checkpoint, tmp_path, capsys):
     assert "exactly one of --ratio and --target-gflops" in capsys.readouterr().err
     assert main([*args, "--ratios", "0.2,half"]) == 2
     assert "comma-separated numbers" in capsys.readouterr().err
+    assert main([*args, "--ratio", "0.5", "--finetune-time-limit", "0"]) == 2
+    assert "--finetune-time-limit must be positive" in capsys.readouterr().err
 
 
 def test_protected_layers_of_both_families():
