@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecam.devices.stream_server import MjpegServer, free_port, wait_for
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED, Backoff, ReconnectPolicy
 from edgecam.runtime.sources import LiveSource, open_source
 
@@ -26,51 +25,6 @@ if FFMPEG is None and not os.environ.get("CI"):
     pytest.skip("ffmpeg is not installed (apt-get install ffmpeg); CI fails instead", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    """Whether some process listens on 127.0.0.1:port (state 0A in /proc/net/tcp), without connecting to it."""
-    wanted = f"0100007F:{port:04X}"
-    try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return True  # not Linux: let the reader's own retries cope
-    return any(ln.split()[1] == wanted and ln.split()[3] == "0A" for ln in lines)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
-
-
-class MjpegServer:
-    """`ffmpeg -re -stream_loop -1 -i VIDEO -f mpjpeg -listen 1 http://127.0.0.1:PORT/cam.mjpg`, restartable."""
-
-    def __init__(self, video: Path, port: int) -> None:
-        self.video, self.port = video, port
-        self.url = f"http://127.0.0.1:{port}/cam.mjpg"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        assert FFMPEG is not None, "ffmpeg is required when CI is set"
-        args = [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video)]
-        args += ["-f", "mpjpeg", "-q:v", "5", "-listen", "1", self.url]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        wait_for(lambda: listening(self.port), 10, "ffmpeg to listen")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
 
 
 @pytest.fixture
