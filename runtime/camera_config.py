@@ -4,7 +4,8 @@ Everything is checked before a model loads or a thread starts: a typo fails at o
 file, the camera and the key (`cameras.yaml: camera 'door': scenario_config: scenario 'security': zones[0].polygon:
 ...`), not an hour later mid-run. Relative paths are relative to the YAML file. The schema, every key shown:
 
-    engine: {workers: 2, threads: 2}        # per shared model: infer requests / pool threads, inference threads
+    engine: {workers: 2, threads: 2, mode: latency}  # per shared model: infer requests / pool threads, inference
+                                            #   threads, OpenVINO hint (throughput: CPU streams side by side)
     mqtt: {host: 127.0.0.1, port: 1883, prefix: edgecam, qos: 1}   # optional
     http: {host: 127.0.0.1, port: 8080}     # optional: live view, /api, /metrics
     cameras:
@@ -39,6 +40,7 @@ import yaml
 
 from edgecam.runtime.backends import backend_names
 from edgecam.runtime.bundle import load_bundle
+from edgecam.runtime.engine import MODES
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
@@ -106,6 +108,7 @@ class RuntimeConfig:
     http: HttpConfig | None = None
     workers: int = 2  # infer requests (OpenVINO) or pool threads (ONNX Runtime) per shared model
     threads: int | None = None  # inference threads per model (None: the runtime's default)
+    mode: str = "latency"  # OpenVINO performance hint of the shared engines: latency | throughput
 
 
 class _Where:
@@ -183,7 +186,10 @@ def load_cameras_config(path: str | Path) -> RuntimeConfig:
     clash = next((p for p in outputs if outputs.count(p) > 1), None)
     if clash is not None:
         raise top.error("sinks", f"two outputs write to {clash}", "give every camera its own output files")
-    engine = top.mapping(raw.get("engine"), "engine", ("workers", "threads"))
+    engine = top.mapping(raw.get("engine"), "engine", ("workers", "threads", "mode"))
+    mode = engine.get("mode", "latency")
+    if mode not in MODES:
+        raise top.error("engine.mode", f"got {mode!r}", f"use one of {', '.join(MODES)}")
     return RuntimeConfig(
         path=path,
         cameras=tuple(cameras),
@@ -191,6 +197,7 @@ def load_cameras_config(path: str | Path) -> RuntimeConfig:
         http=_http(raw["http"], top) if raw.get("http") is not None else None,
         workers=top.number(engine, "workers", 2, 1, integer=True, where="engine."),
         threads=top.number(engine, "threads", None, 1, integer=True, where="engine."),
+        mode=mode,
     )
 
 

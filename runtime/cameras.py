@@ -318,6 +318,7 @@ class CameraRunner:
             "source": self.cfg.source,
             "frames": self.frames_out,
             "seconds": round(seconds, 3),
+            "frames_in": stats["frames_in"],
             "fps_in": round(stats["frames_in"] / seconds, 2),
             "fps_out": round(self.frames_out / seconds, 2),
             **{k: stats[k] for k in ("frame_age_ms", "dropped", "reconnects", "motion_skipped", "inference_errors")},
@@ -376,7 +377,7 @@ class MultiCameraRunner:
         key = (str(bundle.resolve()), backend, variant)
         if key not in self.engines:
             model = Model(bundle, backend=backend, variant=variant, threads=self.config.threads)
-            self.engines[key] = SharedEngine(model, self.config.workers)
+            self.engines[key] = SharedEngine(model, self.config.workers, self.config.mode)
         return self.engines[key]
 
     def start(self) -> None:

@@ -7,6 +7,9 @@ Runners publish *cumulative* stats (see `runtime/state.py`); Prometheus counters
 increments each counter by the change since the previous call for that camera. Recording the same stats twice is a
 no-op, which is what makes `sync(registry)` on every scrape safe. A cumulative value that goes down means the runner
 restarted its counts; the counter then moves by the new value (Prometheus' own reset semantics).
+
+The process's own resident memory, CPU seconds and open files are exported too (`edgecam_process_resident_memory_bytes`
+...): a slow memory leak on a device shows there long before the box runs out.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 
 from edgecam.runtime.state import StateRegistry
 
@@ -47,6 +50,7 @@ class Telemetry:
 
     def __init__(self, namespace: str = "edgecam") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(namespace=namespace, registry=self.registry)  # RSS, CPU, fds (Linux /proc; else nothing)
         self._lock = threading.Lock()
         self._previous: dict[tuple[str, str], float] = {}
         self._counters = {
