@@ -247,7 +247,11 @@ def measure(work: Path, bundle: Path, soak: float | None = None, force: bool | N
             results[key] = cached
             continue
         seconds = float(args[5]) if args[0] == "live" else 60.0
-        results[key] = {"args": args, **run_scenario(args, timeout=seconds + 300)}
+        try:
+            results[key] = {"args": args, **run_scenario(args, timeout=seconds + 300)}
+        except EdgecamError as exc:  # reported in the section, not cached: the next run tries again
+            results[key] = {"args": args, "error": str(exc)}
+            continue
         cache[key] = results[key]
         cache_path.write_text(json.dumps(cache, indent=1) + "\n")  # after each: an interrupted run keeps its parts
     return results

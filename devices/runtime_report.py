@@ -200,19 +200,35 @@ def camera_lines(results: dict[str, Any]) -> list[str]:
     return [*lines, "", note, "", *verdicts, ""]
 
 
+def _failed(results: dict[str, Any], keys: list[str]) -> list[str]:
+    """One line per scenario among `keys` that is missing or failed (its error), so the rest still reports."""
+    out = []
+    for key in keys:
+        run = results.get(key)
+        if run is None or "error" in run:
+            out.append(f"- {key}: not measured: {run['error'] if run else 'no result'}")
+    return out
+
+
 def format_section(results: dict[str, Any]) -> list[str]:
     """The markdown lines of the runtime section, from `measure()`'s results (or a fake dict in tests)."""
-    return [
+    lines = [
         "## Runtime targets",
         "",
         "Measured by `devices/runtime_bench.py`, each scenario in its own process; cached in "
         "`runtime-bench/results.json` (rerun with `RUNTIME_BENCH_FORCE=1`; soak length `SOAK_MINUTES`).",
         "",
-        *file_lines(results),
-        *live_lines(results),
-        *memory_lines(results),
-        *camera_lines(results),
     ]
+    good = {k: v for k, v in results.items() if "error" not in v}
+    files = sorted(k for k in results if k.startswith("file/"))
+    cams = sorted(k for k in results if k.startswith("cameras/"))
+    live = ["live/keeps-up", "live/slow-model"]
+    for keys, part in ((files, file_lines), (live, live_lines), (live[:1], memory_lines), (cams, camera_lines)):
+        failed = _failed(results, keys)
+        if len(failed) < len(keys) and not (part is live_lines and failed):
+            lines += part(good)
+        lines += [*failed, ""] if failed else []
+    return lines
 
 
 def runtime_section(work: Path, detector_bundle: Path) -> list[str]:

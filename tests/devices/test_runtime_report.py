@@ -153,3 +153,28 @@ def test_measure_reuses_cached_results_unless_forced(monkeypatch, tmp_path: Path
 def test_runtime_section_formats_what_measure_returns(monkeypatch, tmp_path: Path):
     monkeypatch.setattr(runtime_report, "measure", lambda work, bundle: fake_results())
     assert runtime_report.runtime_section(tmp_path, tmp_path / "bundle")[0] == "## Runtime targets"
+
+
+def test_a_failed_scenario_is_named_and_the_rest_still_reports():
+    results = fake_results()
+    results["live/slow-model"] = {"args": ["live"], "error": "ffmpeg is not installed"}
+    results["cameras/latency"] = {"args": ["cameras"], "error": "boom"}
+    text = "\n".join(format_section(results))
+    assert "- live/slow-model: not measured: ffmpeg is not installed" in text
+    assert "- cameras/latency: not measured: boom" in text
+    assert "- File mode, openvino openvino-int8" in text and "- Memory: RSS" in text
+    assert "### Live mode" not in text and "### 4 cameras" not in text
+
+
+def test_measure_reports_a_failing_scenario_without_caching_it(monkeypatch, tmp_path: Path):
+    def fake_run(args: list[str], timeout: float) -> dict:
+        if args[0] == "cameras":
+            raise EdgecamError("runtime benchmark cameras failed")
+        return {"ok": True}
+
+    monkeypatch.setattr(runtime_bench, "run_scenario", fake_run)
+    monkeypatch.setattr(runtime_bench, "prepare_videos", lambda folder: {k: folder / k for k in runtime_bench.VIDEOS})
+    results = runtime_bench.measure(tmp_path, Path("bundle"), soak=1.0, force=False)
+    assert results["cameras/latency"]["error"] == "runtime benchmark cameras failed"
+    cached = json.loads((tmp_path / "runtime-bench" / "results.json").read_text())
+    assert not any(k.startswith("cameras/") for k in cached) and "live/keeps-up" in cached
