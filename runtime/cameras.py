@@ -24,6 +24,7 @@ from edgecam.runtime.annotate import draw_classifications, draw_detections, draw
 from edgecam.runtime.camera_config import CameraConfig, RuntimeConfig
 from edgecam.runtime.engine import SharedEngine
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.live import LiveSource
 from edgecam.runtime.model import Model
 from edgecam.runtime.motion import MotionGate
 from edgecam.runtime.pipeline import DEFAULT_VIDEO_FPS, task_runner, validate_rois
@@ -32,7 +33,7 @@ from edgecam.runtime.scenarios import create_scenario
 from edgecam.runtime.sinks.jsonl import JsonlSink, to_jsonable
 from edgecam.runtime.sinks.snapshots import SnapshotSink
 from edgecam.runtime.sinks.video import VideoSink
-from edgecam.runtime.sources import CaptureFactory, LiveSource, Source, open_source
+from edgecam.runtime.sources import CaptureFactory, Source, open_source
 from edgecam.runtime.state import StateRegistry
 from edgecam.runtime.types import Detections, Event, Frame
 

@@ -46,9 +46,7 @@ def _images_in(folder: Path) -> list[Path]:
 def scan(root: Path, classes: tuple[str, ...] | None = None) -> Split:
     """List `root/<class>/**/image`; an empty class, or fewer than two classes, is an error."""
     if not root.is_dir():
-        raise EdgecamError(
-            "dataset folder not found", path=root, fix="give a folder laid out as <class>/<images>"
-        )
+        raise EdgecamError("dataset folder not found", path=root, fix="give a folder laid out as <class>/<images>")
     dirs = _class_dirs(root)
     names = tuple(d.name for d in dirs)
     if classes is None:
@@ -70,9 +68,7 @@ def scan(root: Path, classes: tuple[str, ...] | None = None) -> Split:
             )
         images = _images_in(d)
         if not images:
-            raise EdgecamError(
-                f"class {d.name!r} has no images", path=d, fix="add images or remove the folder"
-            )
+            raise EdgecamError(f"class {d.name!r} has no images", path=d, fix="add images or remove the folder")
         samples += [(p, index[d.name]) for p in images]
     return Split(samples, tuple(classes))
 

@@ -14,16 +14,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return cm
 
 
-def classification_report(
-    y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]
-) -> dict[str, Any]:
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
     """Top-1 accuracy, per-class accuracy (recall) and the confusion matrix."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     support = cm.sum(axis=1)
-    per_class = {
-        name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(class_names)
-    }
+    per_class = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(class_names)}
     return {
         "top1": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "n": int(len(y_true)),

@@ -3,7 +3,7 @@
 A camera that reboots or a network that blips must not end the run: the reader reopens the capture with
 exponential backoff and jitter (so a fleet of cameras does not hammer a recovering recorder in lockstep), and
 tells the rest of the pipeline with `source_lost` / `source_restored` events. The policy here is pure; the
-reader thread in `runtime/sources.py` applies it.
+reader thread in `runtime/live.py` applies it.
 """
 
 from __future__ import annotations

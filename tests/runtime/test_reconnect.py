@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.live import LiveReader, LiveSource
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED, Backoff, Reconnector, ReconnectPolicy
-from edgecam.runtime.sources import LiveReader, LiveSource, open_source
+from edgecam.runtime.sources import open_source
 
 FAST = Backoff(initial=0.01, factor=2.0, max=0.04, jitter=0.0)
 

@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 
 from edgecam.runtime.errors import EdgecamError
-from edgecam.runtime.sources import (
-    ImageFolderSource,
-    LiveReader,
-    LiveSource,
-    VideoFileSource,
-    open_source,
-)
+from edgecam.runtime.live import LiveReader, LiveSource
+from edgecam.runtime.sources import ImageFolderSource, VideoFileSource, open_source
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:

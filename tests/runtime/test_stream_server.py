@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from edgecam.devices.stream_server import MjpegServer, free_port, wait_for
+from edgecam.runtime.live import LiveSource
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED, Backoff, ReconnectPolicy
-from edgecam.runtime.sources import LiveSource, open_source
+from edgecam.runtime.sources import open_source
 
 FFMPEG = shutil.which("ffmpeg")
 if FFMPEG is None and not os.environ.get("CI"):
