@@ -21,9 +21,10 @@ from edgecam.runtime.annotate import draw_classifications, draw_detections, draw
 from edgecam.runtime.bundle import Bundle, load_bundle
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model
+from edgecam.runtime.prefetch import Prefetcher
 from edgecam.runtime.sinks.jsonl import JsonlSink, to_jsonable
 from edgecam.runtime.sinks.video import VideoSink
-from edgecam.runtime.sources import open_source
+from edgecam.runtime.sources import is_live, open_source
 from edgecam.runtime.types import Detections, Frame
 
 ROI = tuple[int, int, int, int]
@@ -186,7 +187,8 @@ def run(
             rois = validate_rois(rois, *src.size)
         video = stack.enter_context(VideoSink(save_video, fps=src.fps or DEFAULT_VIDEO_FPS)) if save_video else None
         sink = stack.enter_context(JsonlSink(jsonl, model.class_names)) if jsonl else None
-        frames_iter = iter(src)
+        # Files and folders decode ahead on a thread (order kept, nothing dropped); live sources already do.
+        frames_iter = iter(src) if is_live(str(source)) else stack.enter_context(Prefetcher(iter(src)))
         start = time.perf_counter()
         try:
             while max_frames is None or frames < max_frames:
