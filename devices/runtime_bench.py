@@ -92,6 +92,19 @@ def bare_inference(bundle: Path, backend: str, variant: str | None, video: Path,
     return {"variant": model.variant.name, "fps": round(n / elapsed, 2), "ms": round(1000 * elapsed / n, 3)}
 
 
+def decode_only(video: Path) -> dict:
+    """Decoding the whole video with no model: the CPU the source costs per frame, shared with inference."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    n, start = 0, time.perf_counter()
+    while cap.grab() and cap.retrieve()[0]:
+        n += 1
+    elapsed = time.perf_counter() - start
+    cap.release()
+    return {"frames": n, "ms": round(1000 * elapsed / max(n, 1), 3)}
+
+
 def file_mode(bundle: Path, backend: str, variant: str | None, video: Path) -> dict:
     """`edgecam run` on the video (read, preprocess, infer, decode) against bare inference of the same variant."""
     from edgecam.runtime.pipeline import run
@@ -103,7 +116,7 @@ def file_mode(bundle: Path, backend: str, variant: str | None, video: Path) -> d
     bare = max(before, after, key=lambda b: b["fps"])
     bare["runs_fps"] = [before["fps"], after["fps"]]
     e2e = {"fps": summary.fps, "frames": summary.frames, "stages": summary.stages}
-    return {"backend": backend, "variant": bare["variant"], "bare": bare, "e2e": e2e}
+    return {"backend": backend, "variant": bare["variant"], "bare": bare, "e2e": e2e, "decode": decode_only(video)}
 
 
 def _camera_yaml(path: Path, cameras: list[dict], engine: dict) -> Path:
