@@ -1,4 +1,11 @@
-"""ECDet: a compact anchor-free detector (depthwise backbone, light PAN neck, decoupled heads at strides 8/16/32).
+"""ECDet: a compact anchor-free detector built for INT8 on the CPU (dense 3x3 convs, ReLU, strides 8/16/32).
+
+Why dense: the previous depthwise-separable design (MobileNetV2 blocks, DWSep neck and heads) ran no faster in INT8
+than in FP32 under OpenVINO: depthwise convs gain nothing from INT8, its many thin 1x1 convs were memory-bound, and the
+fixed costs (quantizing the input, reorders) ate the rest. Here every layer is a plain conv: stride-2 3x3 convs
+downsample, fused-MBConv residual blocks (3x3 + 1x1, EfficientNetV2) work at strides 8-32, a PAN neck fuses by
+addition with 3x3 convs, and decoupled heads use one 3x3 conv per branch. About 3x the FLOPs of the depthwise design,
+yet INT8 runs faster than it did and more than 2x faster than FP32, since the work lands on the VNNI/AMX kernels.
 
 Only Conv/BN/ReLU/Add/Resize(nearest)/Concat/Reshape/Transpose: exports cleanly to ONNX and quantizes well. The single
 output `preds` [N, A, 4 + C] is raw (log-distances and class logits); `edgecam.runtime.decode` turns it into boxes.
@@ -11,76 +18,66 @@ import math
 import torch
 from torch import nn
 
-from edgecam.train.models.layers import ConvBN, InvertedResidual, make_divisible
+from edgecam.train.models.layers import ConvBN, FusedResidual, make_divisible
 from edgecam.train.registry import register_model
 
 STRIDES = (8, 16, 32)
-# (expand, channels at width 1.0, repeats, first stride); stage outputs at strides 8, 16, 32 feed the neck
-_BACKBONE = [(1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 80, 2, 2), (4, 96, 1, 1), (4, 160, 2, 2)]
-_TAPS = (2, 4, 5)  # indices of the stages whose outputs are P3, P4, P5
-
-
-class DWSep(nn.Sequential):
-    """Depthwise 3x3 + pointwise 1x1: the cheap workhorse of the neck and heads."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, act: str = "relu"):
-        super().__init__(ConvBN(cin, cin, 3, stride, groups=cin, act=act), ConvBN(cin, cout, 1, act=act))
+# (channels at width 1.0, residual blocks at depth 1.0) per stride-2 stage: strides 2, 4, 8, 16, 32. No blocks at
+# strides 2 and 4, where a 3x3 conv costs the most per channel; the last three stages feed the neck.
+_BACKBONE = [(16, 0), (32, 0), (48, 1), (96, 1), (128, 1)]
+_NECK_RATIO = (0.5, 0.75, 1.0)  # neck widths at P3, P4, P5 relative to `neck`: thinner where the maps are larger
 
 
 class Backbone(nn.Module):
     def __init__(self, width: float, depth: float, act: str):
         super().__init__()
-        cin = make_divisible(16 * width)
-        self.stem = ConvBN(3, cin, 3, 2, act=act)
         self.stages = nn.ModuleList()
-        self.out_channels = []
-        for i, (expand, channels, repeats, stride) in enumerate(_BACKBONE):
+        cin = 3
+        for channels, repeats in _BACKBONE:
             cout = make_divisible(channels * width)
-            blocks = []
-            for j in range(max(1, round(repeats * depth))):
-                blocks.append(InvertedResidual(cin, cout, stride if j == 0 else 1, expand, act))
-                cin = cout
+            blocks = [ConvBN(cin, cout, 3, 2, act=act)]
+            blocks += [FusedResidual(cout, act) for _ in range(round(repeats * depth))]
             self.stages.append(nn.Sequential(*blocks))
-            if i in _TAPS:
-                self.out_channels.append(cout)
+            cin = cout
+        self.out_channels = [make_divisible(c * width) for c, _ in _BACKBONE[-3:]]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
         outs = []
-        for i, stage in enumerate(self.stages):
+        for stage in self.stages:
             x = stage(x)
-            if i in _TAPS:
-                outs.append(x)
-        return outs
+            outs.append(x)
+        return outs[-3:]
 
 
-class PANLite(nn.Module):
-    """Top-down then bottom-up fusion by addition at one common width."""
+class PAN(nn.Module):
+    """Top-down then bottom-up fusion by addition; a 3x3 conv after each fusion, 1x1 convs to change width."""
 
-    def __init__(self, in_channels: list[int], ch: int, act: str):
+    def __init__(self, in_channels: list[int], widths: list[int], act: str):
         super().__init__()
-        self.lateral = nn.ModuleList(ConvBN(c, ch, 1, act=act) for c in in_channels)
+        c3, c4, c5 = widths
+        self.lateral = nn.ModuleList(ConvBN(ci, co, 1, act=act) for ci, co in zip(in_channels, widths, strict=True))
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.td = nn.ModuleList(DWSep(ch, ch, act=act) for _ in range(2))
-        self.down = nn.ModuleList(ConvBN(ch, ch, 3, 2, groups=ch, act=act) for _ in range(2))
-        self.bu = nn.ModuleList(DWSep(ch, ch, act=act) for _ in range(2))
+        self.reduce = nn.ModuleList([ConvBN(c5, c4, 1, act=act), ConvBN(c4, c3, 1, act=act)])
+        self.td = nn.ModuleList([ConvBN(c4, c4, 3, act=act), ConvBN(c3, c3, 3, act=act)])
+        self.down = nn.ModuleList([ConvBN(c3, c4, 3, 2, act=act), ConvBN(c4, c5, 3, 2, act=act)])
+        self.bu = nn.ModuleList([ConvBN(c4, c4, 3, act=act), ConvBN(c5, c5, 3, act=act)])
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         c3, c4, c5 = (lat(f) for lat, f in zip(self.lateral, feats, strict=True))
-        p4 = self.td[0](c4 + self.up(c5))
-        p3 = self.td[1](c3 + self.up(p4))
+        p4 = self.td[0](c4 + self.up(self.reduce[0](c5)))
+        p3 = self.td[1](c3 + self.up(self.reduce[1](p4)))
         n4 = self.bu[0](p4 + self.down[0](p3))
         n5 = self.bu[1](c5 + self.down[1](n4))
         return [p3, n4, n5]
 
 
 class Head(nn.Module):
-    """Decoupled per-level branches: class logits and box log-distances."""
+    """Decoupled per-level branches (one 3x3 conv each): class logits and box log-distances."""
 
     def __init__(self, ch: int, num_classes: int, act: str, prior: float = 0.01):
         super().__init__()
-        self.cls_branch = DWSep(ch, ch, act=act)
-        self.reg_branch = DWSep(ch, ch, act=act)
+        self.cls_branch = ConvBN(ch, ch, 3, act=act)
+        self.reg_branch = ConvBN(ch, ch, 3, act=act)
         self.cls = nn.Conv2d(ch, num_classes, 1)
         self.reg = nn.Conv2d(ch, 4, 1)
         nn.init.constant_(self.cls.bias, -math.log((1 - prior) / prior))
@@ -94,15 +91,15 @@ class Head(nn.Module):
 
 class ECDet(nn.Module):
     def __init__(
-        self, num_classes: int, width: float = 0.5, depth: float = 0.67, neck: int = 64, act: str = "relu"
+        self, num_classes: int, width: float = 1.0, depth: float = 1.0, neck: int = 64, act: str = "relu"
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.strides = STRIDES
         self.backbone = Backbone(width, depth, act)
-        ch = make_divisible(neck)
-        self.neck = PANLite(self.backbone.out_channels, ch, act)
-        self.heads = nn.ModuleList(Head(ch, num_classes, act) for _ in STRIDES)
+        widths = [make_divisible(neck * r) for r in _NECK_RATIO]
+        self.neck = PAN(self.backbone.out_channels, widths, act)
+        self.heads = nn.ModuleList(Head(ch, num_classes, act) for ch in widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.neck(self.backbone(x))
@@ -113,13 +110,13 @@ class ECDet(nn.Module):
 @register_model("detect")
 def ecdet_s(num_classes: int, **kwargs) -> ECDet:
     """Small: the default detector for 320 px inputs."""
-    return ECDet(num_classes, **{"width": 0.5, "depth": 0.67, "neck": 64, **kwargs})
+    return ECDet(num_classes, **{"width": 1.0, "depth": 1.0, "neck": 64, **kwargs})
 
 
 @register_model("detect")
 def ecdet_m(num_classes: int, **kwargs) -> ECDet:
     """Medium: wider, for harder scenes or 416-640 px inputs."""
-    return ECDet(num_classes, **{"width": 0.75, "depth": 1.0, "neck": 96, **kwargs})
+    return ECDet(num_classes, **{"width": 1.5, "depth": 1.0, "neck": 96, **kwargs})
 
 
 @register_model("detect")

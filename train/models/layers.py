@@ -60,6 +60,22 @@ class InvertedResidual(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
+class FusedResidual(nn.Module):
+    """Fused-MBConv (EfficientNetV2) at expansion 1: dense 3x3 -> 1x1 project, add, ReLU.
+
+    Dense convolutions where a MobileNet block has a depthwise one: they run on the CPU's INT8 (VNNI/AMX) kernels, and
+    fewer, heavier layers pay less per-layer overhead.
+    """
+
+    def __init__(self, channels: int, act: str = "relu"):
+        super().__init__()
+        self.block = nn.Sequential(ConvBN(channels, channels, 3, act=act), ConvBN(channels, channels, 1, act=None))
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.block(x))
+
+
 class GaussianNoise(nn.Module):
     """Hidden-layer noise injection: adds N(0, std) during training only, identity at inference/export."""
 

@@ -1,0 +1,32 @@
+import pytest
+import torch
+from torch import nn
+
+from edgecam.train.flops import count_flops
+from edgecam.train.registry import create_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models("detect"))
+def test_every_detector_keeps_the_output_contract(name):
+    """One raw output [N, A, 4 + C], anchors at strides 8/16/32 in that order (what decode and the loss read)."""
+    model = create_model(name, num_classes=5).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 64, 96))
+    assert model.strides == (8, 16, 32)
+    assert out.shape == (2, sum((64 // s) * (96 // s) for s in model.strides), 4 + 5)
+
+
+@pytest.mark.parametrize("name", list_models("detect"))
+def test_detectors_are_int8_friendly(name):
+    """Dense convs and ReLU only: depthwise convs and non-ReLU activations gain nothing from INT8 on the CPU."""
+    modules = list(create_model(name, num_classes=3).modules())
+    assert not [m for m in modules if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert {type(m) for m in modules if not list(m.children())} <= {nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Upsample}
+
+
+def test_the_default_detector_fits_its_compute_budget():
+    """ecdet_s at 320 px stays within 0.6 GFLOPs (ONNX Runtime FP32 on 2 cores) and the tiny model stays tiny."""
+    small = count_flops(create_model("ecdet_s", num_classes=17), (3, 320, 320))
+    tiny = count_flops(create_model("test_det_tiny", num_classes=17), (3, 320, 320))
+    assert small["gflops"] <= 0.6
+    assert tiny["gflops"] < small["gflops"] / 10 and tiny["params_m"] < 0.1
