@@ -1,4 +1,5 @@
-"""Latency of every bundle variant per backend at batch 1: medians and p95 over many runs."""
+"""Latency of every bundle variant per backend, at batch 1 or at the batch the runtime sends (a classifier gets one
+crop per slot of a frame in one call): medians and p95 over many runs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from edgecam.runtime.backends import create_backend
 from edgecam.runtime.bundle import load_bundle
+from edgecam.runtime.errors import EdgecamError
 
 
 def time_calls(fn: Any, runs: int, warmup: int) -> dict[str, float]:
@@ -29,8 +31,8 @@ def time_calls(fn: Any, runs: int, warmup: int) -> dict[str, float]:
     }
 
 
-def openvino_throughput(path: Path, precision: str, seconds: float = 3.0, streams: int = 2) -> float:
-    """Frames/s with the CPU plugin in throughput mode: `streams` streams, as many async requests, batch 1."""
+def openvino_throughput(path: Path, precision: str, seconds: float = 3.0, streams: int = 2, batch: int = 1) -> float:
+    """Requests/s with the CPU plugin in throughput mode: `streams` streams, as many async requests of `batch`."""
     import openvino as ov
     import openvino.properties.hint as hints
 
@@ -45,7 +47,7 @@ def openvino_throughput(path: Path, precision: str, seconds: float = 3.0, stream
             "NUM_STREAMS": streams,
         },
     )
-    shape = [1, *list(compiled.inputs[0].get_partial_shape().get_min_shape())[1:]]
+    shape = [batch, *list(compiled.inputs[0].get_partial_shape().get_min_shape())[1:]]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     queue = ov.AsyncInferQueue(compiled, streams)
     for _ in range(streams * 4):  # warm-up
@@ -65,10 +67,17 @@ def benchmark_bundle(
     runs: int = 200,
     warmup: int = 20,
     threads: int | None = None,
+    batch: int = 1,
+    throughput_seconds: float = 3.0,
 ) -> list[dict[str, Any]]:
-    """One row per (variant, backend that can run it): p50/p95 latency of inference alone, batch 1."""
+    """One row per (variant, backend that can run it): p50/p95 latency of inference alone on `batch` inputs per
+    call; `fps` counts calls (frames, when a frame's crops go in one batch). The exported models have a dynamic
+    batch dimension; a model that does not accept `batch` raises the engine's error. OpenVINO IR variants also get
+    `throughput_fps` from `throughput_seconds` of throughput mode (0: skipped)."""
+    if batch < 1:
+        raise EdgecamError(f"--batch {batch} must be at least 1", fix="e.g. --batch 20 for 20 slot crops per frame")
     b = load_bundle(bundle)
-    x = np.random.default_rng(0).standard_normal((1, *b.preprocess.input_shape)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((batch, *b.preprocess.input_shape)).astype(np.float32)
     rows = []
     for vname, var in b.variants.items():
         for bname in backends:
@@ -80,11 +89,14 @@ def benchmark_bundle(
                 "variant": vname,
                 "backend": bname,
                 "precision": var.precision,
+                "batch": batch,
                 **time_calls(lambda e=engine: e.infer(x), runs, warmup),
             }
             row["engine"] = engine.info()
-            if bname == "openvino" and var.format == "openvino":
-                row["throughput_fps"] = openvino_throughput(b.path_of(var), var.precision)
+            if bname == "openvino" and var.format == "openvino" and throughput_seconds > 0:
+                row["throughput_fps"] = openvino_throughput(
+                    b.path_of(var), var.precision, seconds=throughput_seconds, batch=batch
+                )
             row["size_kb"] = round(sum(f["size_bytes"] for f in var.files.values()) / 1024, 1)
             rows.append(row)
             del engine
@@ -92,9 +104,10 @@ def benchmark_bundle(
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'variant':<16}{'backend':<13}{'p50 ms':>9}{'p95 ms':>9}{'FPS':>9}{'size KB':>10}"]
+    lines = [f"{'variant':<16}{'backend':<13}{'batch':>6}{'p50 ms':>9}{'p95 ms':>9}{'calls/s':>9}{'size KB':>10}"]
     for r in rows:
         lines.append(
-            f"{r['variant']:<16}{r['backend']:<13}{r['p50_ms']:>9.3f}{r['p95_ms']:>9.3f}{r['fps']:>9.1f}{r['size_kb']:>10.1f}"
+            f"{r['variant']:<16}{r['backend']:<13}{r['batch']:>6}{r['p50_ms']:>9.3f}{r['p95_ms']:>9.3f}"
+            f"{r['fps']:>9.1f}{r['size_kb']:>10.1f}"
         )
     return "\n".join(lines)

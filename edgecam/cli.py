@@ -300,7 +300,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecam.devices.benchmark import benchmark_bundle, format_rows
 
-    rows = benchmark_bundle(args.bundle, tuple(args.backends.split(",")), runs=args.runs, threads=args.threads)
+    rows = benchmark_bundle(
+        args.bundle, tuple(args.backends.split(",")), runs=args.runs, threads=args.threads, batch=args.batch
+    )
     _emit(args, rows, format_rows(rows))
     return 0
 
@@ -451,11 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="only this variant (default: all)")
     p.add_argument("--threads", type=int, help="inference threads")
 
-    p = add("benchmark", cmd_benchmark, "batch-1 latency of every variant per backend")
+    p = add("benchmark", cmd_benchmark, "inference latency of every variant per backend")
     p.add_argument("bundle")
     p.add_argument("--backends", default="onnxruntime,openvino")
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--threads", type=int)
+    p.add_argument("--batch", type=int, default=1, help="inputs per call, e.g. 20 slot crops of one frame")
 
     add("models", cmd_models, "list the registered model families")
 
