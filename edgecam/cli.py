@@ -165,16 +165,29 @@ def cmd_val(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from edgecam.export.bundle_writer import DEFAULT_VARIANTS, export_bundle
+    from edgecam.export.bundle_writer import DEFAULT_VARIANTS
 
     variants = tuple(args.variants.split(",")) if args.variants else DEFAULT_VARIANTS
+    return _export(args, variants, int8=args.int8)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from edgecam.export.bundle_writer import QUANTIZE_VARIANTS
+
+    return _export(args, ("onnx-fp32", *QUANTIZE_VARIANTS[args.engine]), int8=False)
+
+
+def _export(args: argparse.Namespace, variants: tuple[str, ...], int8: bool) -> int:
+    """Write the bundle and print each variant's accuracy, parity and INT8 gate."""
+    from edgecam.export.bundle_writer import export_bundle
+
     manifest = export_bundle(
         args.checkpoint,
         args.out,
         data=args.data,
         variants=variants,
         force=args.force,
-        int8=args.int8,
+        int8=int8,
         calib=args.calib,
         max_drop=args.max_drop,
         allow_drop=args.allow_drop,
@@ -333,6 +346,20 @@ def cmd_bench_report(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def _int8_options(p: argparse.ArgumentParser) -> None:
+    """The INT8 options `export` and `quantize` share."""
+    p.add_argument("--calib", type=int, default=300, help="calibration frames drawn from the training data")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        help="accuracy-controlled INT8: keep the most sensitive layers in float until top-1/mAP@0.5 drops at most "
+        "this many points",
+    )
+    p.add_argument(
+        "--allow-drop", action="store_true", help="write the bundle even if an INT8 gate fails (recorded in it)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgecam",
@@ -393,16 +420,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add openvino-int8 (NNCF), onnx-int8 (ORT QDQ u8s8) and openvino-bf16; INT8 must pass its accuracy gate",
     )
-    p.add_argument("--calib", type=int, default=300, help="calibration frames drawn from the training data")
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        help="accuracy-controlled INT8: keep the most sensitive layers in float until top-1/mAP@0.5 drops at most "
-        "this many points (implies --int8)",
+    _int8_options(p)
+
+    p = add(
+        "quantize",
+        cmd_quantize,
+        "INT8 bundle from a checkpoint: NNCF post-training quantization (OpenVINO) and/or ONNX QDQ u8s8, "
+        "calibrated on training frames, each gated on validation accuracy against FP32",
     )
-    p.add_argument(
-        "--allow-drop", action="store_true", help="write the bundle even if an INT8 gate fails (recorded in it)"
-    )
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="bundle folder to create (FP32 ONNX + the INT8 variants)")
+    p.add_argument("--data", help="calibration and validation data (default: the checkpoint's training data)")
+    p.add_argument("--engine", choices=["openvino", "onnxruntime", "both"], default="both", help="INT8 for which")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    _int8_options(p)
 
     p = add("prune", cmd_prune, "structured channel pruning + fine-tune; RUN_DIR/best.pt is the pruned checkpoint")
     p.add_argument("checkpoint")

@@ -38,6 +38,13 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
 DEFAULT_VARIANTS = ("onnx-fp32", "openvino-fp32", "openvino-fp16")
 # What `--int8` adds: both INT8 forms, and bf16 so a benchmark shows f32 vs bf16 vs INT8 side by side.
 INT8_VARIANTS = ("openvino-bf16", "openvino-int8", "onnx-int8")
+# `edgecam quantize --engine E`: the INT8 variants for that engine (the FP32 ONNX file is always written: it is
+# what the INT8 files are made from, and the reference their parity is shown against).
+QUANTIZE_VARIANTS = {
+    "openvino": ("openvino-int8",),
+    "onnxruntime": ("onnx-int8",),
+    "both": ("openvino-int8", "onnx-int8"),
+}
 
 
 def pruning_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -74,7 +81,8 @@ def export_bundle(
     out = Path(out)
     if max_drop is not None and not 0 <= max_drop < 100:
         raise EdgecamError(f"--max-drop is in points (0.5 = half a point of top-1/mAP@0.5), got {max_drop}")
-    if int8 or max_drop is not None:
+    asked_int8 = any(VARIANTS.get(v, ("", ""))[1] == "int8" for v in variants)
+    if int8 or (max_drop is not None and not asked_int8):
         variants = tuple(variants) + tuple(v for v in INT8_VARIANTS if v not in variants)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

@@ -13,7 +13,10 @@ def edgecam(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", ["train", "val", "export", "run", "benchmark", "models", "data"])
+COMMANDS = ["train", "val", "export", "quantize", "prune", "verify", "run", "benchmark", "models", "data"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_explains_every_command(command):
     result = edgecam(command, "--help")
     assert result.returncode == 0 and "usage: edgecam" in result.stdout

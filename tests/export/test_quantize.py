@@ -1,5 +1,6 @@
 """INT8 export: both INT8 variants load and run, the ONNX file is QDQ u8s8, a genuine accuracy collapse is caught."""
 
+import json
 import shutil
 
 import cv2
@@ -194,3 +195,20 @@ def test_export_command_takes_the_int8_flags():
     assert (args.int8, args.calib, args.max_drop, args.allow_drop) == (True, 8, 0.5, True)
     defaults = build_parser().parse_args(["export", "ck.pt", "--out", "b"])
     assert (defaults.int8, defaults.calib, defaults.max_drop, defaults.allow_drop) == (False, 300, None, False)
+
+
+def test_quantize_command_writes_only_the_int8_variants_asked_for_with_their_gates(
+    tiny_checkpoint, color_data, tmp_path, capsys
+):
+    from edgecam.cli import main
+
+    out = tmp_path / "q"
+    args = ["quantize", str(tiny_checkpoint), "--out", str(out), "--data", str(color_data)]
+    assert main([*args, "--engine", "openvino", "--calib", "8", "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert set(manifest["variants"]) == {"onnx-fp32", "openvino-int8"}
+    gate = manifest["variants"]["openvino-int8"]["gate"]
+    assert gate["metric"] == "top1" and gate["passed"]
+    assert load_bundle(out).verify_checksums() == []
+    assert main([*args, "--engine", "onnxruntime", "--calib", "8", "--json"]) == 2  # the folder exists: no --force
+    assert "--force" in capsys.readouterr().err
