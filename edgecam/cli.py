@@ -46,6 +46,29 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_video(args: argparse.Namespace) -> int:
+    from edgecam.runtime.errors import EdgecamError
+    from edgecam.train.synth import make_security_video, make_shelf_video
+
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        if len(size) != 2 or min(size) < 64:
+            raise ValueError
+    except ValueError:
+        raise EdgecamError(f"--size {args.size!r} is not WIDTHxHEIGHT", fix="e.g. --size 1280x720") from None
+    if args.seconds <= 0 or not 1 <= args.fps <= 120:
+        raise EdgecamError("--seconds must be > 0 and --fps in 1..120", fix="e.g. --seconds 20 --fps 15")
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise EdgecamError("the video is written as MPEG-4", path=out, fix="give an --out path ending in .mp4")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    make = make_shelf_video if args.scenario == "retail" else make_security_video
+    video = make(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed)
+    result = {"video": str(out), "truth": str(out.with_suffix(".json")), "frames": video.n_frames, "fps": video.fps}
+    _emit(args, result, f"wrote {video.n_frames} frames to {out} (ground truth in {out.with_suffix('.json')})")
+    return 0
+
+
 # ---------------------------------------------------------------- train / val / export
 _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("data", str, "dataset folder (ImageFolder: <class>/<images>, optional train/ and val/)"),
@@ -390,6 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="imagefolder: classification crops/frames; yolo: full scenes with boxes",
     )
     synth.add_argument("--json", action="store_true")
+    video = data_sub.add_parser(
+        "video", help="write a synthetic camera video (retail shelf or street) with its ground truth (seeded, offline)"
+    )
+    video.set_defaults(handler=cmd_data_video)
+    video.add_argument("--scenario", choices=["retail", "security"], default="retail")
+    video.add_argument("--out", required=True, help="video file to write (.mp4); ground truth goes beside it (.json)")
+    video.add_argument("--seconds", type=float, default=20.0)
+    video.add_argument("--fps", type=int, default=15)
+    video.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
+    video.add_argument("--seed", type=int, default=0)
+    video.add_argument("--json", action="store_true")
 
     p = add("train", cmd_train, "train a model; RUN_DIR/best.pt is the best checkpoint")
     p.add_argument("--task", choices=["classify", "detect"], default=None)

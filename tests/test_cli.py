@@ -37,6 +37,8 @@ def _bad_inputs(tmp_path):
         (["train", "--out", str(tmp_path / "o")], "no dataset given"),
         (["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "b")], "checkpoint not found"),
         (["run", str(not_bundle), "--source", "x.mp4", "--roi", "1,2,3"], "x,y,w,h"),
+        (["data", "video", "--out", str(tmp_path / "v.avi")], "MPEG-4"),
+        (["data", "video", "--out", str(tmp_path / "v.mp4"), "--size", "1280"], "WIDTHxHEIGHT"),
     ]
 
 
@@ -70,3 +72,14 @@ def test_wrong_task_bundle_is_refused(exported_bundle, tmp_path):
 def test_models_lists_the_registry():
     result = edgecam("models", "--json")
     assert json.loads(result.stdout)["ecnet_s"] == "classify"
+
+
+def test_data_video_writes_the_video_and_its_ground_truth(tmp_path):
+    out = tmp_path / "cams" / "street.mp4"
+    result = edgecam("data", "video", "--scenario", "security", "--out", str(out), "--seconds", "1", "--fps", "5",
+                     "--size", "320x192", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["frames"] == 5 and out.is_file()
+    truth = json.loads(out.with_suffix(".json").read_text())
+    assert len(truth["boxes"]) == 5

@@ -37,7 +37,7 @@ def renamed(bundle: Path, out: Path, class_names: tuple[str, ...]) -> Path:
 @pytest.fixture
 def example(tmp_path: Path, tiny_bundle: Path) -> Path:
     train_synth = pytest.importorskip("edgecam.train.synth")
-    # The scenes the example is drawn for (seed 7 = `make demo`'s shelf, seed 3 = examples/make_street_video.py).
+    # The scenes the example is drawn for: seed 7 = `make demo`'s shelf, seed 3 = `edgecam data video` street.
     shelf = train_synth.make_shelf_video(tmp_path / "shelf.mp4", seconds=SECONDS, fps=FPS, seed=7)
     street = train_synth.make_security_video(tmp_path / "street.mp4", seconds=SECONDS, fps=FPS, seed=3)
     detector = build_tiny_detect_bundle(tmp_path / "tiny-detector")  # a constant person box and car box
