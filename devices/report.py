@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgecam.devices.runtime_report import runtime_section
+
 # YOLOv8n at 320x320 on a 2-core Zen 4 (shared/reference/peer-latency-2cpu.md), for context only.
 PEER = {"name": "YOLOv8n@320", "gflops": 2.19, "onnxruntime fp32": 13.5, "openvino int8": 4.85, "openvino f32": 12.0}
 
@@ -100,6 +102,14 @@ def speedup_table(full: Path, pruned: Path, runs: int, batches: tuple[int, ...])
     return lines
 
 
+def engine_precision(engine: dict[str, Any], precision: str) -> str:
+    """What the engine really ran: OpenVINO's hint reads f32 for an INT8 IR, so INT8 convolutions are counted."""
+    shown = engine.get("engine_precision", precision)
+    convs = engine.get("conv_precisions") or {}
+    int8 = sum(n for p, n in convs.items() if p in ("u8", "i8"))
+    return f"int8 ({int8}/{sum(convs.values())} convs), {shown} rest" if int8 else shown
+
+
 def bundle_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
     """One markdown table over the rows of one or more bundles (pruned bundles are labelled as such)."""
     base = next((r["p50_ms"] for r in rows if r["variant"] == "onnx-fp32" and "pruned" not in r), None)
@@ -112,7 +122,7 @@ def bundle_table(rows: list[dict[str, Any]], metric: str) -> list[str]:
     for r in rows:
         manifest = json.loads((r["bundle"] / "edgecam.json").read_text())
         met = manifest["variants"][r["variant"]]["metrics"]
-        eng = r["engine"].get("engine_precision", r["precision"])
+        eng = engine_precision(r["engine"], r["precision"])
         value = met.get(metric)
         shown = f"{value:.4f}" if isinstance(value, float) else "-"
         ratio = f"{base / r['p50_ms']:.2f}x" if base else "-"
@@ -307,6 +317,7 @@ def write_benchmarks(
     work, out = Path(work), Path(out)
     det_work = Path(detector_work) if detector_work else work.parent / "bench-detector"
     lines = _header(runs) + classifier_section(work, runs) + detector_section(det_work, runs)
+    lines += runtime_section(det_work, det_work / "bundle-int8")
     lines += ["Reproduce with `make bench` (or `edgecam benchmark BUNDLE` for one bundle).", ""]
     out.write_text("\n".join(lines))
     return out

@@ -46,3 +46,12 @@ def test_cli_benchmark_batch(exported_bundle, capsys):
 )
 def test_pruned_label(source, gflops, label):
     assert pruned_label({"source": source, "model": {"gflops": gflops}}) == label
+
+
+def test_engine_precision_shows_int8_convolutions_where_the_hint_says_f32():
+    from edgecam.devices.report import engine_precision
+
+    int8_ir = {"engine_precision": "f32", "conv_precisions": {"f32": 2, "u8": 18}}
+    assert engine_precision(int8_ir, "int8") == "int8 (18/20 convs), f32 rest"
+    assert engine_precision({"engine_precision": "bf16", "conv_precisions": {"bf16": 20}}, "bf16") == "bf16"
+    assert engine_precision({"backend": "onnxruntime"}, "fp32") == "fp32"  # ONNX Runtime reports no hint
