@@ -201,7 +201,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace, variants: tuple[str, ...], int8: bool) -> int:
-    """Write the bundle and print each variant's accuracy, parity and INT8 gate."""
+    """Write the bundle and print each variant's accuracy, parity and accuracy gate (INT8, bf16)."""
     from edgecam.export.bundle_writer import export_bundle
 
     manifest = export_bundle(
@@ -232,7 +232,7 @@ def _export(args: argparse.Namespace, variants: tuple[str, ...], int8: bool) -> 
         if "gate" in var:
             g = var["gate"]
             verdict = "passed" if g["passed"] else "FAILED (kept by --allow-drop)"
-            text = f"{name}: INT8 gate {verdict}: " + (
+            text = f"{name}: accuracy gate {verdict}: " + (
                 f"{g['metric']} drop {g['drop']} points (allowed {g['max_drop']})"
                 if g["drop"] is not None
                 else f"not evaluated ({g['reason']})"

@@ -1,4 +1,4 @@
-"""Accuracy gates for INT8 variants: how much a quantized model may lose against the FP32 reference on the same frames.
+"""Accuracy gates for INT8 and bf16 variants: how much reduced precision may lose against FP32 on the same frames.
 
 A tensor tolerance says little about INT8 (every logit moves a little); what matters is the task metric. Detectors are
 also held per class: a fine overall mAP can hide one class whose recall collapsed, and that class is the one a shelf
