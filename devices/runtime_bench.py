@@ -229,6 +229,14 @@ def run_scenario(args: list[str], timeout: float) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def bundle_created(bundle: Path) -> str | None:
+    """When the bundle was exported: a re-exported model (same path) must not reuse the old model's results."""
+    try:
+        return json.loads((Path(bundle) / "edgecam.json").read_text()).get("created")
+    except (OSError, ValueError):
+        return None
+
+
 def measure(work: Path, bundle: Path, soak: float | None = None, force: bool | None = None) -> dict[str, Any]:
     """Every scenario's results, from `work/runtime-bench/results.json` where its parameters match, else measured."""
     folder = work / "runtime-bench"
@@ -253,15 +261,16 @@ def measure(work: Path, bundle: Path, soak: float | None = None, force: bool | N
             "cameras", b, "openvino-int8", str(v["shelf15"]), str(v["street15"]), "60", "throughput"
         ],
     }  # fmt: skip
+    made = bundle_created(bundle)
     results: dict[str, Any] = {}
     for key, args in plan.items():
         cached = cache.get(key)
-        if cached is not None and cached.get("args") == args:
+        if cached is not None and cached.get("args") == args and cached.get("bundle_created") == made:
             results[key] = cached
             continue
         seconds = float(args[5]) if args[0] == "live" else 60.0
         try:
-            results[key] = {"args": args, **run_scenario(args, timeout=seconds + 300)}
+            results[key] = {"args": args, "bundle_created": made, **run_scenario(args, timeout=seconds + 300)}
         except EdgecamError as exc:  # reported in the section, not cached: the next run tries again
             results[key] = {"args": args, "error": str(exc)}
             continue

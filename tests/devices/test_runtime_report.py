@@ -178,3 +178,19 @@ def test_measure_reports_a_failing_scenario_without_caching_it(monkeypatch, tmp_
     assert results["cameras/latency"]["error"] == "runtime benchmark cameras failed"
     cached = json.loads((tmp_path / "runtime-bench" / "results.json").read_text())
     assert not any(k.startswith("cameras/") for k in cached) and "live/keeps-up" in cached
+
+
+def test_measure_reruns_everything_for_a_re_exported_bundle(monkeypatch, tmp_path: Path):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runtime_bench, "run_scenario", lambda args, timeout: calls.append(args) or {"ok": True})
+    monkeypatch.setattr(runtime_bench, "prepare_videos", lambda folder: {k: folder / k for k in runtime_bench.VIDEOS})
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "edgecam.json").write_text(json.dumps({"created": "2026-11-25T07:00:00+00:00"}))
+    first = runtime_bench.measure(tmp_path, bundle, soak=1.0, force=False)
+    n = len(calls)
+    runtime_bench.measure(tmp_path, bundle, soak=1.0, force=False)
+    assert len(calls) == n  # same bundle: all cached
+    (bundle / "edgecam.json").write_text(json.dumps({"created": "2026-11-25T08:00:00+00:00"}))
+    runtime_bench.measure(tmp_path, bundle, soak=1.0, force=False)
+    assert len(calls) == 2 * n == 2 * len(first)
