@@ -67,9 +67,11 @@ class FusedResidual(nn.Module):
     fewer, heavier layers pay less per-layer overhead.
     """
 
-    def __init__(self, channels: int, act: str = "relu"):
+    def __init__(self, channels: int, act: str = "relu", bn: bool = True):
         super().__init__()
-        self.block = nn.Sequential(ConvBN(channels, channels, 3, act=act), ConvBN(channels, channels, 1, act=None))
+        self.block = nn.Sequential(
+            ConvBN(channels, channels, 3, act=act, bn=bn), ConvBN(channels, channels, 1, act=None, bn=bn)
+        )
         self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
