@@ -17,7 +17,31 @@ from edgecam.train.registry import register_model
 _STAGES = [(1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 80, 2, 2), (4, 112, 1, 1), (4, 160, 1, 2)]
 
 
-class ECNet(nn.Module):
+class PooledClassifier(nn.Module):
+    """features -> (training noise) -> global pooling -> dropout -> linear: the end both families share."""
+
+    def __init__(
+        self, features: list[nn.Module], channels: int, num_classes: int, pooling: str, dropout: float, noise: float
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError("a classifier needs at least 2 classes")
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        self.features = nn.Sequential(*features)
+        self.noise = GaussianNoise(noise)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels, num_classes)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.noise(self.features(x))
+        x = torch.flatten(self.pool(x), 1)
+        return self.classifier(self.dropout(x))
+
+
+class ECNet(PooledClassifier):
     """Stem -> inverted-residual stages -> 1x1 head -> global pooling -> dropout -> linear."""
 
     def __init__(
@@ -33,11 +57,6 @@ class ECNet(nn.Module):
         stages: int = len(_STAGES),
         batchnorm: bool = True,
     ):
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError("a classifier needs at least 2 classes")
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
         cin = make_divisible(16 * width)
         bn = batchnorm
         layers: list[nn.Module] = [ConvBN(3, cin, 3, 2, act=act, bn=bn)]
@@ -48,20 +67,7 @@ class ECNet(nn.Module):
                 cin = cout
         head = make_divisible(head_channels * min(width, 1.0))
         layers.append(ConvBN(cin, head, 1, act=act, bn=bn))
-        self.features = nn.Sequential(*layers)
-        self.noise = GaussianNoise(hidden_noise)
-        self.pool = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(head, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.noise(self.features(x))
-        x = torch.flatten(self.pool(x), 1)
-        return self.classifier(self.dropout(x))
+        super().__init__(layers, head, num_classes, pooling, dropout, hidden_noise)
 
 
 def init_weights(model: nn.Module) -> None:
@@ -79,7 +85,7 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ECNetDense(nn.Module):
+class ECNetDense(PooledClassifier):
     """Stride-2 dense 3x3 stages, a fused residual block after each but the first -> 1x1 head -> pool -> linear.
 
     No depthwise convs and few, heavy layers: the work lands on the CPU's INT8 (VNNI/AMX) kernels, and removing
@@ -98,11 +104,6 @@ class ECNetDense(nn.Module):
         hidden_noise: float = 0.0,
         batchnorm: bool = True,
     ):
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError("a classifier needs at least 2 classes")
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
         layers: list[nn.Module] = []
         cin = 3
         for i, channels in enumerate(widths):
@@ -113,17 +114,7 @@ class ECNetDense(nn.Module):
             cin = cout
         head = make_divisible(head_channels * width)
         layers.append(ConvBN(cin, head, 1, act=act, bn=batchnorm))
-        self.features = nn.Sequential(*layers)
-        self.noise = GaussianNoise(hidden_noise)
-        self.pool = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(head, num_classes)
-        init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.noise(self.features(x))
-        x = torch.flatten(self.pool(x), 1)
-        return self.classifier(self.dropout(x))
+        super().__init__(layers, head, num_classes, pooling, dropout, hidden_noise)
 
 
 @register_model("classify")
