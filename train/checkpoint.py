@@ -64,7 +64,13 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise EdgecamError(f"weights do not fit the model: {str(exc).splitlines()[0]}", path=path) from None
+        written_by = ckpt.get("edgecam_version", "an unknown version")
+        raise EdgecamError(
+            f"weights do not fit the model {ckpt['model']['name']!r}: {str(exc).splitlines()[0]}",
+            path=path,
+            fix=f"the checkpoint was written by edgecam {written_by}, this is {__version__}: ecnet_s, ecnet_m and "
+            "ecdet_s became dense (INT8-friendly) in 0.2.0; retrain, or load it with the edgecam that wrote it",
+        ) from None
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     meta["preprocess_spec"] = PreprocessSpec.from_dict(ckpt["preprocess"])

@@ -98,3 +98,14 @@ def test_time_limit_is_never_exceeded(limit, elapsed, epochs, stop, monkeypatch)
     monkeypatch.setattr(time_mod, "time", lambda: 1000.0 + elapsed)
     history = [{"seconds": s} for s in epochs]
     assert out_of_time(limit, 1000.0, history) == stop
+
+
+def test_a_checkpoint_from_another_architecture_names_both_versions(tiny_checkpoint, tmp_path):
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    ckpt["edgecam_version"] = "0.1.0"
+    ckpt["state_dict"] = {k: v[..., :1] if v.ndim > 1 else v for k, v in ckpt["state_dict"].items()}  # other shapes
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    with pytest.raises(EdgecamError, match="weights do not fit") as info:
+        load_checkpoint(old)
+    assert "written by edgecam 0.1.0" in str(info.value) and "retrain" in str(info.value)
