@@ -141,6 +141,7 @@ def sink(running):
 
 
 def test_availability_online_is_retained_for_late_subscribers(sink, listen):
+    listen("edgecam/availability").wait("edgecam/availability", "online")  # the broker has it (live or retained)
     message = listen("edgecam/availability").wait("edgecam/availability", "online")
     assert message.retain
 
@@ -219,7 +220,12 @@ def test_broker_started_after_the_sink_still_gets_messages(broker, caplog):
         assert s.wait_connected(10)
         listener = Listener(broker.port, ["edgecam/#"])
         try:
-            assert listener.wait("edgecam/availability", "online").retain
+            listener.wait("edgecam/availability", "online")  # live or retained: it may race the subscription
+            late = Listener(broker.port, ["edgecam/availability"])  # subscribed after it: gets it from the store
+            try:
+                assert late.wait("edgecam/availability", "online").retain
+            finally:
+                late.close()
             assert json.loads(listener.wait("edgecam/cam1/state").payload) == {"count": 3}
             assert s.publish_event("cam1", Event("late", "cam1", 1.0))
             assert json.loads(listener.wait("edgecam/cam1/events").payload)["kind"] == "late"
