@@ -39,8 +39,8 @@ from typing import Any
 import yaml
 
 from edgecam.runtime.backends import backend_names
+from edgecam.runtime.backends.base import PERFORMANCE_MODES as MODES
 from edgecam.runtime.bundle import load_bundle
-from edgecam.runtime.engine import MODES
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy

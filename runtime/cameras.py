@@ -377,8 +377,8 @@ class MultiCameraRunner:
     def _engine(self, bundle: Any, backend: str, variant: str | None) -> SharedEngine:
         key = (str(bundle.resolve()), backend, variant)
         if key not in self.engines:
-            model = Model(bundle, backend=backend, variant=variant, threads=self.config.threads)
-            self.engines[key] = SharedEngine(model, self.config.workers, self.config.mode)
+            model = Model(bundle, backend=backend, variant=variant, threads=self.config.threads, mode=self.config.mode)
+            self.engines[key] = SharedEngine(model, self.config.workers)
         return self.engines[key]
 
     def start(self) -> None:

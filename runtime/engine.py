@@ -6,10 +6,9 @@ preprocessed batches here: OpenVINO runs them on one compiled model through an `
 infer requests (results come back through a callback into futures); ONNX Runtime runs them on one session from a
 small thread pool (`InferenceSession.run` is thread-safe). Other backends get a single worker.
 
-`mode="throughput"` (OpenVINO only) recompiles the model with the THROUGHPUT hint: the CPU plugin splits the cores
-into several streams that run requests side by side, which is what several cameras submitting at once need; the
-LATENCY hint (the default, and what `edgecam run` uses) gives one request all the cores. ONNX Runtime already runs
-`workers` requests in parallel, so the mode changes nothing there.
+A model loaded with `mode="throughput"` (OpenVINO) has its cores split into streams that run requests side by side,
+which is what several cameras submitting at once need; the queue then holds at least the plugin's optimal number of
+requests. ONNX Runtime already runs `workers` requests in parallel, so the mode changes nothing there.
 """
 
 from __future__ import annotations
@@ -20,20 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model
 from edgecam.runtime.stats import StageTimes
-
-MODES = ("latency", "throughput")
 
 
 class SharedEngine:
     """`engine.submit(batch) -> Future` of the model's first output (what `Model.infer` returns)."""
 
-    def __init__(self, model: Model, workers: int = 2, mode: str = "latency") -> None:
-        if mode not in MODES:
-            raise EdgecamError(f"unknown engine mode {mode!r}", fix=f"use one of {', '.join(MODES)}")
-        self.model, self.mode = model, mode
+    def __init__(self, model: Model, workers: int = 2) -> None:
+        self.model = model
         self.workers = max(1, int(workers))
         self._lock = threading.Lock()  # the counter; never held while waiting for the engine
         self._submit_lock = threading.Lock()
@@ -46,8 +40,7 @@ class SharedEngine:
             import openvino as ov
 
             self._ov = ov
-            if mode == "throughput":
-                compiled = _recompile_for_throughput(model)
+            if model.mode == "throughput":
                 self.workers = max(self.workers, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
             self._input_shape = compiled.input(0).get_partial_shape()
             self._queue = ov.AsyncInferQueue(compiled, self.workers)
@@ -111,7 +104,7 @@ class SharedEngine:
         return _EngineView(self.model, self)
 
     def info(self) -> dict[str, Any]:
-        info = {**self.model.engine.info(), "shared": self.kind, "workers": self.workers, "mode": self.mode}
+        info = {**self.model.engine.info(), "shared": self.kind, "workers": self.workers, "mode": self.model.mode}
         if self._queue is not None:
             info["streams"] = int(self.model.engine.compiled.get_property("NUM_STREAMS"))
         return info
@@ -124,28 +117,6 @@ class SharedEngine:
             self._queue.wait_all()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-
-
-def _recompile_for_throughput(model: Model) -> Any:
-    """Compile the model's variant again with the THROUGHPUT hint (same device, precision and threads) and put it
-    in place of the LATENCY one, which is released."""
-    import openvino.properties as props
-    import openvino.properties.hint as hints
-
-    from edgecam.runtime.backends.openvino import core
-
-    old = model.engine.compiled
-    config: dict[str, Any] = {
-        hints.performance_mode: hints.PerformanceMode.THROUGHPUT,
-        hints.inference_precision: old.get_property(hints.inference_precision),
-    }
-    if getattr(model.engine, "_threads", None):
-        config[props.inference_num_threads] = int(model.engine._threads)
-    path = model.bundle.path_of(model.variant)
-    compiled = core().compile_model(core().read_model(str(path)), "CPU", config)
-    model.engine.compiled = compiled
-    model.engine.request = compiled.create_infer_request()
-    return compiled
 
 
 def _forward(inner: Future, outer: Future) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgecam.runtime.backends import create_backend
+from edgecam.runtime.backends.base import PERFORMANCE_MODES
 from edgecam.runtime.bundle import Bundle, Variant, load_bundle
 from edgecam.runtime.decode import decode_detections
 from edgecam.runtime.errors import EdgecamError
@@ -81,7 +82,11 @@ class Model:
         threads: int | None = None,
         conf: float | None = None,
         iou: float | None = None,
+        mode: str = "latency",
     ) -> None:
+        if mode not in PERFORMANCE_MODES:
+            raise EdgecamError(f"unknown engine mode {mode!r}", fix=f"use one of {', '.join(PERFORMANCE_MODES)}")
+        self.mode = mode
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         # Checked before the engine loads, so a bundle the detector cannot decode fails fast.
         self.detect_settings = detect_settings(self.bundle, conf, iou) if self.bundle.task == "detect" else None
@@ -91,7 +96,8 @@ class Model:
         self.class_names = self.bundle.class_names
         self.task = self.bundle.task
         self.threads = threads or default_threads()
-        self.engine.load(self.bundle.path_of(self.variant), threads=self.threads, precision=self.variant.precision)
+        path = self.bundle.path_of(self.variant)
+        self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
         self.times = StageTimes()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

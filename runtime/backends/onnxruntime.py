@@ -17,7 +17,14 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     formats = ("onnx",)
 
-    def load(self, path: Path, threads: int | None = None, precision: str = "fp32", device: str = "CPU") -> None:
+    def load(
+        self,
+        path: Path,
+        threads: int | None = None,
+        precision: str = "fp32",
+        device: str = "CPU",
+        mode: str = "latency",
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:

@@ -62,7 +62,14 @@ class OpenCvBackend(Backend):
     name = "opencv"
     formats = ("onnx",)
 
-    def load(self, path: Path, threads: int | None = None, precision: str = "fp32", device: str = "CPU") -> None:
+    def load(
+        self,
+        path: Path,
+        threads: int | None = None,
+        precision: str = "fp32",
+        device: str = "CPU",
+        mode: str = "latency",
+    ) -> None:
         import cv2
 
         if device.upper() != "CPU":

@@ -33,12 +33,21 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     formats = ("openvino", "onnx")
 
-    def load(self, path: Path, threads: int | None = None, precision: str = "fp32", device: str = "CPU") -> None:
+    def load(
+        self,
+        path: Path,
+        threads: int | None = None,
+        precision: str = "fp32",
+        device: str = "CPU",
+        mode: str = "latency",
+    ) -> None:
         import openvino.properties as props
         import openvino.properties.hint as hints
 
         config: dict[str, Any] = {
-            hints.performance_mode: hints.PerformanceMode.LATENCY,
+            hints.performance_mode: hints.PerformanceMode.THROUGHPUT
+            if mode == "throughput"
+            else hints.PerformanceMode.LATENCY,
             hints.inference_precision: _HINT.get(precision, "f32"),
         }
         if threads:

@@ -17,24 +17,25 @@ from edgecam.runtime.stats import rss_bytes
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_throughput_mode_gives_the_same_results(tiny_bundle, backend):
-    model = Model(tiny_bundle, backend=backend, threads=1)
-    batch = np.random.default_rng(0).random((2, 3, model.spec.height, model.spec.width), dtype=np.float32)
-    expected = model.infer(batch)
-    engine = SharedEngine(model, workers=1, mode="throughput")
+    reference = Model(tiny_bundle, backend=backend, threads=1)
+    batch = np.random.default_rng(0).random((2, 3, reference.spec.height, reference.spec.width), dtype=np.float32)
+    expected = reference.infer(batch)
+    model = Model(tiny_bundle, backend=backend, threads=1, mode="throughput")
+    engine = SharedEngine(model, workers=1)
     futures = [engine.submit(batch) for _ in range(6)]
     for future in futures:
         np.testing.assert_allclose(future.result(timeout=30), expected, rtol=1e-5, atol=1e-5)
     info = engine.info()
     engine.close()
     assert info["mode"] == "throughput"
-    if backend == "openvino":  # recompiled with the THROUGHPUT hint: at least one request per stream
+    if backend == "openvino":  # compiled with the THROUGHPUT hint: at least one request per stream
         assert info["streams"] >= 1 and info["workers"] >= 1
         assert "THROUGHPUT" in str(model.engine.compiled.get_property("PERFORMANCE_HINT"))
 
 
 def test_an_unknown_engine_mode_is_refused(tiny_bundle):
     with pytest.raises(EdgecamError, match="unknown engine mode 'fast'"):
-        SharedEngine(Model(tiny_bundle, backend="onnxruntime", threads=1), mode="fast")
+        Model(tiny_bundle, backend="onnxruntime", threads=1, mode="fast")
 
 
 @pytest.mark.parametrize(("mode", "error"), [("throughput", None), ("latency", None), ("fast", "engine.mode")])
