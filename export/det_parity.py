@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecam.runtime.decode import box_iou
+from edgecam.runtime.golden import DETECT_TOLERANCE, match_detections
 from edgecam.runtime.types import Detections
 
-# precision -> (min fraction of boxes matched, IoU that counts as a match, max score difference of a match).
-# A fraction, not "every box": where two boxes of one object score alike, NMS may keep either one (flicker).
-TOLERANCE = {"fp32": (0.99, 0.95, 0.01), "fp16": (0.97, 0.9, 0.05), "bf16": (0.95, 0.85, 0.08)}
-MARGIN = 0.05  # boxes are matched against the other side's boxes down to conf - MARGIN: no threshold flicker
+# One tolerance table and one matcher for export parity and the device's golden frames (runtime/golden.py). A match
+# fraction, not "every box": where two boxes of one object score alike, NMS may keep either one (flicker).
 
 
 @dataclass
@@ -53,24 +51,6 @@ class DetParityResult:
         )
 
 
-def _match(
-    ref: Detections, cand: Detections, conf: float, iou_required: float
-) -> tuple[int, int, list[float], list[float]]:
-    """Each box of `ref` scoring >= conf against same-class boxes of `cand` scoring >= conf - MARGIN."""
-    keep_r, keep_c = ref.scores >= conf, cand.scores >= conf - MARGIN
-    r, c = ref[keep_r], cand[keep_c]
-    if len(r) == 0:
-        return 0, 0, [], []
-    if len(c) == 0:
-        return len(r), 0, [], []
-    iou = box_iou(r.xyxy, c.xyxy) * (r.class_ids[:, None] == c.class_ids[None, :])
-    best = iou.argmax(1)
-    best_iou = iou[np.arange(len(r)), best]
-    ok = best_iou >= iou_required
-    seen = best_iou > 0
-    return len(r), int(ok.sum()), best_iou[seen].tolist(), np.abs(r.scores[ok] - c.scores[best[ok]]).tolist()
-
-
 def compare_detections(
     reference: Sequence[Detections],
     candidate: Sequence[Detections],
@@ -82,13 +62,13 @@ def compare_detections(
     max_abs_raw_diff: float = float("nan"),
 ) -> DetParityResult:
     """Both directions: every confident reference box must be found in the candidate and vice versa."""
-    min_matched, min_iou, max_diff = TOLERANCE.get(precision, (0.0, 0.0, 1.0))
+    min_matched, min_iou, max_diff = DETECT_TOLERANCE.get(precision, (0.0, 0.0, 1.0))
     total = matched = 0
     ious: list[float] = []
     diffs: list[float] = []
     for ref, cand in zip(reference, candidate, strict=True):
         for a, b in ((ref, cand), (cand, ref)):
-            n, m, i, d = _match(a, b, conf, min_iou)
+            n, m, i, d = match_detections(a, b, conf, min_iou=min_iou)
             total, matched = total + n, matched + m
             ious += i
             diffs += d

@@ -33,6 +33,7 @@ DETECT_TOLERANCE = {
 }
 MATCH_MARGIN = 0.05  # a box is looked for on the other side down to conf - margin: no threshold flicker
 MATCH_IOU = 0.5  # below this IoU two boxes are not the same object
+TIE_IOU = 0.02  # boxes whose IoU with the looked-for box is this close to the best one are ties, settled by score
 
 
 def default_tolerance(task: str, precision: str) -> dict[str, float]:
@@ -79,20 +80,26 @@ def compare_classify(reference: np.ndarray, candidate: np.ndarray, tolerance: di
 
 
 def match_detections(
-    ref: Detections, cand: Detections, conf: float, margin: float = MATCH_MARGIN
+    ref: Detections, cand: Detections, conf: float, min_iou: float = MATCH_IOU, margin: float = MATCH_MARGIN
 ) -> tuple[int, int, list[float], list[float]]:
     """Each box of `ref` scoring >= conf against same-class boxes of `cand` scoring >= conf - margin.
 
-    Returns (boxes looked for, boxes found, IoU of each found box, |score difference| of each found box).
+    The partner is the most overlapping box; boxes that overlap (nearly) as much are ties, and the closest score
+    wins them. A weak model's boxes often clip to the same rectangle (the whole frame): taking the first of those
+    ties paired boxes of unrelated scores and failed a correct export. This measures agreement, not quality.
+    Returns (boxes looked for, boxes found at IoU >= min_iou, IoU of each found box, |score difference| of each).
     """
     r, c = ref[ref.scores >= conf], cand[cand.scores >= conf - margin]
     if len(r) == 0 or len(c) == 0:
         return len(r), 0, [], []
     iou = box_iou(r.xyxy, c.xyxy) * (r.class_ids[:, None] == c.class_ids[None, :])
-    best = iou.argmax(1)
-    best_iou = iou[np.arange(len(r)), best]
-    ok = best_iou > MATCH_IOU
-    return len(r), int(ok.sum()), best_iou[ok].tolist(), np.abs(r.scores[ok] - c.scores[best[ok]]).tolist()
+    rows = np.arange(len(r))
+    ties = iou >= iou.max(1, keepdims=True) - TIE_IOU
+    score_diff = np.abs(r.scores[:, None] - c.scores[None, :])
+    best = np.where(ties, score_diff, np.inf).argmin(1)
+    best_iou = iou[rows, best]
+    ok = best_iou >= min_iou
+    return len(r), int(ok.sum()), best_iou[ok].tolist(), score_diff[rows, best][ok].tolist()
 
 
 def compare_detect(
@@ -109,7 +116,7 @@ def compare_detect(
     diffs: list[float] = []
     for ref, cand in zip(reference, candidate, strict=True):
         for a, b in ((ref, cand), (cand, ref)):
-            n, m, i, d = match_detections(a, b, conf)
+            n, m, i, d = match_detections(a, b, conf, min_iou=MATCH_IOU)
             total, matched, ious, diffs = total + n, matched + m, ious + i, diffs + d
     frac = matched / total if total else 1.0
     min_iou = float(min(ious)) if ious else 1.0

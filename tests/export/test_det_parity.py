@@ -9,7 +9,7 @@ from edgecam.export.det_parity import compare_detections
 from edgecam.runtime.backends import create_backend
 from edgecam.runtime.bundle import load_bundle
 from edgecam.runtime.decode import decode_detections
-from edgecam.runtime.preprocess import preprocess_batch
+from edgecam.runtime.preprocess import PreprocessSpec, preprocess_batch
 from edgecam.runtime.types import Detections
 from edgecam.train.checkpoint import load_checkpoint
 from edgecam.train.config import load_config
@@ -107,6 +107,14 @@ def _dets(rows):
         ([[0, 0, 10, 10, 0.9, 0]], [[0, 0, 10, 12, 0.9, 0]], False),  # IoU 0.83 < 0.95
         ([[0, 0, 10, 10, 0.9, 0]], [[0, 0, 10, 10, 0.8, 0]], False),  # score differs by 0.1
         ([[0, 0, 10, 10, 0.251, 0]], [[0, 0, 10, 10, 0.249, 0]], True),  # either side of the threshold: no flicker
+        # boxes clipped to one rectangle (a weak model's whole-frame boxes): ties in IoU are settled by score
+        (
+            [[0, 0, 96, 96, 0.9, 0], [0, 0, 96, 96, 0.3, 0], [0, 0, 96, 96, 0.6, 0]],
+            [[0, 0, 96, 96, 0.30001, 0], [0, 0, 96, 96, 0.59999, 0], [0, 0, 96, 96, 0.9, 0]],
+            True,
+        ),
+        # ...but a score that really moved still fails when its box is tied with others
+        ([[0, 0, 96, 96, 0.9, 0], [0, 0, 96, 96, 0.3, 0]], [[0, 0, 96, 96, 0.9, 0], [0, 0, 96, 96, 0.5, 0]], False),
     ],
 )
 def test_compare_detections_table(ref, cand, passed):
@@ -118,3 +126,33 @@ class TestOpenCvDetections(DetParityTemplate):
     """OpenCV DNN reading the detector's ONNX file (opset 18, dynamic batch)."""
 
     backend, variant = "opencv", "onnx-fp32"
+
+
+def test_a_model_whose_boxes_collapse_onto_one_rectangle_passes_parity(tmp_path):
+    """Every anchor predicts the whole frame with its own score: PyTorch and ONNX Runtime agree, so parity passes
+    although each box has many same-rectangle ties on the other side."""
+    from edgecam.export.onnx_export import export_onnx
+    from edgecam.train.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("test_det_tiny", num_classes=2).eval()
+    for head in model.heads:
+        torch.nn.init.zeros_(head.reg.weight)
+        torch.nn.init.constant_(head.reg.bias, 8.0)  # log-distances at the clip: every box covers the frame
+        torch.nn.init.normal_(head.cls.weight, 0, 0.5)
+        torch.nn.init.constant_(head.cls.bias, 0.0)
+    images = [np.random.default_rng(i).integers(0, 255, (96, 96, 3), dtype=np.uint8) for i in range(4)]
+    spec = PreprocessSpec.square(96, resize="letterbox")
+    batch, boxes = preprocess_batch(images, spec)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(batch)).numpy()
+    onnx_path = export_onnx(model, spec, tmp_path / "model.onnx", {}, ["preds"])
+    engine = create_backend("onnxruntime")
+    engine.load(onnx_path)
+    raw = engine.infer(batch)[0]
+    ref_dets = decode_all(reference, boxes, images, list(model.strides), (96, 96))
+    cand_dets = decode_all(raw, boxes, images, list(model.strides), (96, 96))
+    whole = ref_dets[0].xyxy
+    assert len(whole) >= 3 and np.allclose(whole, [0, 0, 96, 96]), "the model must collapse its boxes"
+    result = compare_detections(ref_dets, cand_dets, variant="v", backend="onnxruntime", precision="fp32", conf=0.25)
+    assert result.boxes >= 3 and result.passed, result.describe()
