@@ -95,13 +95,38 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("val_fraction", float, "validation fraction when the data has no val/ folder"),
     ("mosaic", float, "detection: probability of a 4-image mosaic"),
     ("close_mosaic", int, "detection: turn mosaic off for the last N epochs"),
+    ("cls_gain", float, "detection: weight of the classification loss"),
+    ("box_gain", float, "detection: weight of the box loss"),
     ("workers", int, "data-loading worker processes"),
+    ("weights", str, "start from this checkpoint (fine-tuning; a changed class list re-initialises only the heads)"),
 ]
+
+
+def _resume_config(args: argparse.Namespace):
+    """`--resume RUN_DIR`: the run's own config.yaml; only the time limit (and progress) may change."""
+    from edgecam.runtime.errors import EdgecamError
+    from edgecam.train.config import load_config
+
+    run = Path(args.resume)
+    changed = [f"--{n.replace('_', '-')}" for n, _, _ in _TRAIN_FLAGS if n != "time_limit" and getattr(args, n)]
+    if changed or args.config:
+        raise EdgecamError(
+            f"--resume continues a run as it was configured; {', '.join(changed) or '--config'} cannot change it",
+            path=run,
+            fix="drop those flags (only --time-limit may be given), or start a new run",
+        )
+    if not (run / "config.yaml").is_file():
+        raise EdgecamError("not a training run folder (no config.yaml)", path=run, fix="give the --out of a run")
+    overrides = {"out": str(run), "time_limit": args.time_limit, "progress": False if args.json else None}
+    return load_config(run / "config.yaml", overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from edgecam.train.config import load_config
 
+    if args.resume:
+        cfg = _resume_config(args)
+        return _train(args, cfg, resume=True)
     overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _TRAIN_FLAGS}
     overrides["task"] = args.task
     if args.no_batchnorm:
@@ -115,22 +140,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         from edgecam.runtime.errors import EdgecamError
 
         raise EdgecamError("no dataset given", fix="pass --data DIR or set data: in the --config file")
+    return _train(args, cfg, resume=False)
+
+
+def _train(args: argparse.Namespace, cfg: Any, resume: bool) -> int:
     if cfg.task == "detect":
         from edgecam.train.detection.trainer import train_detector
 
-        result = train_detector(cfg)
+        result = train_detector(cfg, resume=resume)
         score = (
             f"best val mAP@0.5 {result.best_metrics['map50']:.4f}, mAP@0.5:0.95 {result.best_metrics['map50_95']:.4f}"
         )
     else:
         from edgecam.train.trainer import train_classifier
 
-        result = train_classifier(cfg)
+        result = train_classifier(cfg, resume=resume)
         score = f"best val top-1 {result.best_metrics['top1']:.4f}"
     text = (
         f"{score} at epoch {result.best_epoch} ({result.epochs_run} epochs, {result.seconds:.0f} s)\n"
-        f"checkpoint: {result.best}\nplots: {', '.join(str(p) for p in result.plots)}"
+        f"{result.stop_reason}\ncheckpoint: {result.best}\nplots: {', '.join(str(p) for p in result.plots)}"
     )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     _emit(args, result.to_dict(), text)
     return 0
 
@@ -360,10 +391,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_real(args: argparse.Namespace) -> int:
+    from edgecam.bench.real import real_data_section, write_section
+
+    path = write_section(args.out, real_data_section(args.work, runs=args.runs))
+    print(f"wrote the real-image section of {path}")
+    return 0
+
+
 def cmd_bench_report(args: argparse.Namespace) -> int:
+    from edgecam.bench.real import read_section, write_section
     from edgecam.devices.report import write_benchmarks
 
+    kept = read_section(args.out)  # the real-image section has its own command; rewriting the rest keeps it
     path = write_benchmarks(args.work, args.out, runs=args.runs)
+    if kept:
+        write_section(path, kept)
     print(f"wrote {path}")
     return 0
 
@@ -432,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None, help=help_text)
     p.add_argument("--no-batchnorm", action="store_true", help="train without BatchNorm")
     p.add_argument("--no-augment", action="store_true", help="turn all data augmentation off")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run (or one cut by its time limit, with a new --time-limit)",
+    )
 
     p = add("val", cmd_val, "accuracy of a checkpoint or any bundle variant, with the same code")
     p.add_argument("model", help="CHECKPOINT (.pt) or BUNDLE folder")
@@ -531,6 +579,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/demo", help="demo folder (built first when missing)")
     p.add_argument("--out", default="BENCHMARKS.md")
     p.add_argument("--runs", type=int, default=500)
+
+    p = add(
+        "bench-real",
+        cmd_bench_real,
+        "train edgecam's defaults and reference models (YOLOv8n, MobileNetV3-Small) on real-image sets; write their "
+        "section of BENCHMARKS.md",
+    )
+    p.add_argument("--work", default="runs/bench-real", help="sets, runs and the reference virtualenv (reused)")
+    p.add_argument("--out", default="BENCHMARKS.md")
+    p.add_argument("--runs", type=int, default=200, help="timed runs per latency measurement")
 
     p = add("demo", cmd_demo, "the end-to-end demo: synth data, train, export, run on a shelf video")
     p.add_argument("--out", default="runs/demo")

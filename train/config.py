@@ -43,7 +43,10 @@ class TrainConfig:
     mosaic: float = 0.5  # probability of a 4-image mosaic
     close_mosaic: int = 2  # turn mosaic off for the last N epochs
     ema: bool = True  # keep an exponential moving average of the weights (detection)
+    cls_gain: float = 1.0  # detection loss: weight of the classification term
+    box_gain: float = 2.5  # detection loss: weight of the box (GIoU) term
     workers: int = 0  # data-loading worker processes
+    weights: str | None = None  # start from this checkpoint (its architecture; new classes re-initialise the heads)
     # model shape overrides (None = the registered default)
     width: float | None = None
     act: str | None = None

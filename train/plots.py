@@ -17,21 +17,29 @@ def plot_curves(
     losses: dict[str, str] | None = None,
     metrics: dict[str, str] | None = None,
     metric_title: str = "top-1 accuracy",
+    best_epoch: int | None = None,
 ) -> Path:
-    """Losses and validation metrics per epoch; `losses`/`metrics` map history keys to legend labels."""
+    """Losses and validation metrics per epoch; `losses`/`metrics` map history keys to legend labels.
+
+    Every point carries a marker (a one-epoch run is a point, not an invisible line) and the best epoch, the one
+    best.pt holds, is marked on both panels.
+    """
     losses = losses or {"train_loss": "train", "val_loss": "val"}
     metrics = metrics or {"train_acc": "train", "val_acc": "val"}
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    style = {"marker": "o", "markersize": 3 if len(epochs) > 30 else 4}
     for key, label in losses.items():
-        ax1.plot(epochs, [h[key] for h in history], label=label)
+        ax1.plot(epochs, [h[key] for h in history], label=label, **style)
     ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax1.legend()
     for key, label in metrics.items():
-        ax2.plot(epochs, [h[key] for h in history], label=label)
+        ax2.plot(epochs, [h[key] for h in history], label=label, **style)
     ax2.set(xlabel="epoch", ylabel=metric_title, title=metric_title.capitalize(), ylim=(0, 1.01))
-    ax2.legend()
+    if best_epoch:
+        for ax in (ax1, ax2):
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}")
     for ax in (ax1, ax2):
+        ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -121,7 +121,7 @@ def finetune(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: cosine_factor(step, warmup, result.planned_epochs * steps_per_epoch)
     )
-    ema = ModelEMA(student, tau=max(50.0, steps_per_epoch * 2)) if parts.ema else None
+    ema = ModelEMA(student) if parts.ema else None
     start = time.time()
     epoch = 0
     while epoch < result.planned_epochs:

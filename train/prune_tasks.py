@@ -112,7 +112,9 @@ def detect_parts(cfg: TrainConfig, spec: PreprocessSpec, meta: dict[str, Any], d
     det_train, det_val = load_detection_data(cfg.data, "train"), load_detection_data(cfg.data, "val")
     train_ds, loader = detection_loader(det_train, spec, cfg)
     val_images = load_val_images(det_val)
-    criterion = DetectionLoss(len(det_train.class_names), tuple(strides))
+    criterion = DetectionLoss(
+        len(det_train.class_names), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain
+    )
 
     def start_epoch(epoch: int, planned: int) -> None:
         """Mosaic off for the last `close_mosaic` epochs of the plan, as the trainer does (never back on)."""

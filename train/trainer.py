@@ -24,8 +24,16 @@ from edgecam.runtime.preprocess import PreprocessSpec
 from edgecam.train.checkpoint import save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.data import ClassificationDataset
+from edgecam.train.loop import (
+    EpochTracker,
+    finish_resume,
+    initial_model,
+    load_resume_state,
+    restore_resume_state,
+    save_resume_state,
+)
 from edgecam.train.plots import plot_confusion, plot_curves
-from edgecam.train.registry import create_model, model_task
+from edgecam.train.registry import model_task
 
 
 @dataclass
@@ -39,6 +47,8 @@ class TrainResult:
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    stop_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +59,8 @@ class TrainResult:
             "epochs_run": self.epochs_run,
             "seconds": round(self.seconds, 1),
             "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
+            "warnings": self.warnings,
             "plots": [str(p) for p in self.plots],
         }
 
@@ -90,15 +102,6 @@ def cosine_factor(step: int, warmup: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def out_of_time(limit_minutes: float | None, start: float, history: list[dict[str, float]]) -> bool:
-    """True when another epoch, as long as the last one, would end past the limit: the limit is never exceeded."""
-    if not limit_minutes or not history:
-        return False
-    elapsed = time.time() - start
-    last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
-    return elapsed + last > limit_minutes * 60
-
-
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
 
@@ -133,9 +136,12 @@ def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     return args
 
 
-def train_classifier(cfg: TrainConfig) -> TrainResult:
-    """Train, early-stop on validation top-1, write best.pt/last.pt, metrics.csv, plots and results.json."""
-    if model_task(cfg.model) != "classify":
+def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train, early-stop on validation top-1, write best.pt/last.pt, metrics.csv, plots and results.json.
+
+    `resume`: continue the interrupted run in `cfg.out` from its last finished epoch.
+    """
+    if not cfg.weights and model_task(cfg.model) != "classify":
         raise EdgecamError(f"model {cfg.model!r} is not a classifier", fix="pick a model for --task classify")
     seed_everything(cfg.seed)
     if cfg.threads:
@@ -153,19 +159,25 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
     )
     val_dl = DataLoader(val_ds, batch_size=max(cfg.batch, 128))
 
-    args = model_args(cfg, len(classes))
-    model = create_model(cfg.model, **args).to(memory_format=torch.channels_last)  # faster depthwise on CPU
+    model, name, args, extra = initial_model(cfg, "classify", classes, model_args(cfg, len(classes)))
+    model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, len(train_dl))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
-    (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
-
+    tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     history: list[dict[str, float]] = []
-    best_acc, best_epoch, best_metrics, stale, stopped_early = -1.0, 0, {}, 0, False
-    start = time.time()
+    best_metrics: dict[str, Any] = {}
+    first_epoch = 1
+    if resume:
+        state = load_resume_state(out)
+        restore_resume_state(state, model=model, optimizer=opt, scheduler=sched, generator=gen, tracker=tracker)
+        history, best_metrics, first_epoch = state["history"], state["best_metrics"], state["epoch"] + 1
+    else:
+        (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
+    start = time.time() - (history[-1]["seconds"] if history else 0.0)
     csv_path = out / "metrics.csv"
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
         train_ds.set_epoch(epoch)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
@@ -197,60 +209,65 @@ def train_classifier(cfg: TrainConfig) -> TrainResult:
         }
         history.append(row)
         append_csv(csv_path, row, first=epoch == 1)
-        improved = val["top1"] > best_acc
+        improved = tracker.update(epoch, val["top1"])
         metrics = {"top1": val["top1"], "val_loss": val["loss"], "per_class": val["per_class"]}
-        common = dict(name=cfg.model, args=args, task="classify", class_names=classes, spec=spec, config=cfg.to_dict())
+        common = dict(
+            name=name, args=args, task="classify", class_names=classes, spec=spec, config=cfg.to_dict(), extra=extra
+        )
         save_checkpoint(out / "last.pt", model, epoch=epoch, metrics=metrics, **common)
         if improved:
-            best_acc, best_epoch, best_metrics, stale = (
-                val["top1"],
-                epoch,
-                {**metrics, "confusion_matrix": val["confusion_matrix"]},
-                0,
-            )
+            best_metrics = {**metrics, "confusion_matrix": val["confusion_matrix"]}
             save_checkpoint(out / "best.pt", model, epoch=epoch, metrics=metrics, **common)
-        else:
-            stale += 1
+        save_resume_state(
+            out,
+            epoch=epoch,
+            model=model,
+            optimizer=opt,
+            scheduler=sched,
+            generator=gen,
+            tracker=tracker,
+            history=history,
+            best_metrics=best_metrics,
+        )
         if cfg.progress:
             mark = " *" if improved else ""
             tqdm.write(
                 f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  train {row['train_acc']:.4f}  "
                 f"val {row['val_acc']:.4f}  val_loss {row['val_loss']:.4f}{mark}"
             )
-        if cfg.patience and stale >= cfg.patience:
-            stopped_early = True
-            break
-        if out_of_time(cfg.time_limit, start, history):
-            stopped_early = True
+        if tracker.should_stop(start, history):
             break
 
     plots = [
-        plot_curves(history, out / "curves.png"),
+        plot_curves(history, out / "curves.png", best_epoch=tracker.best_epoch),
         plot_confusion(np.asarray(best_metrics["confusion_matrix"]), classes, out / "confusion_matrix.png"),
     ]
-    return finish_run(out, best_epoch, best_metrics, history, start, stopped_early, plots)
+    return finish_run(out, tracker, best_metrics, history, start, plots, metric="val_acc")
 
 
 def finish_run(
     out: Path,
-    best_epoch: int,
+    tracker: EpochTracker,
     best_metrics: dict[str, Any],
     history: list[dict[str, float]],
     start: float,
-    stopped_early: bool,
     plots: list[Path],
+    metric: str,
 ) -> TrainResult:
-    """The end of every training run: the result object and its results.json."""
+    """The end of every training run: why it stopped, the result object and its results.json."""
+    finish_resume(out, tracker)
     result = TrainResult(
         out / "best.pt",
         out / "last.pt",
-        best_epoch,
+        tracker.best_epoch,
         best_metrics,
         len(history),
         time.time() - start,
-        stopped_early,
+        bool(tracker.stop),
         history,
         plots,
+        stop_reason=tracker.reason(len(history)),
+        warnings=tracker.warnings(history, metric),
     )
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result

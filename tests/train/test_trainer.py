@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -58,6 +59,98 @@ def test_early_stopping_stops(color_data, tmp_path):
     # lr so small nothing improves after the first epoch: patience 1 must stop at epoch 2
     result = train_classifier(quick(color_data, tmp_path, epochs=10, lr=1e-9, patience=1))
     assert result.stopped_early and result.epochs_run < 10
+    assert result.stop_reason == f"early stop: no improvement for 1 epochs, best epoch {result.best_epoch}"
+    assert not (tmp_path / "resume.pt").exists(), "a finished run leaves nothing to resume"
+
+
+def test_resume_continues_an_interrupted_run_exactly(color_data, tmp_path):
+    """Three epochs in one go, or two then `--resume` for the third: the same weights and the same history."""
+    whole = train_classifier(quick(color_data, tmp_path / "whole", epochs=3, patience=0, dropout=0.3))
+    interrupted = _interrupt_after(color_data, tmp_path / "cut", epochs=3, stop_after=2, dropout=0.3)
+    resumed = train_classifier(interrupted, resume=True)
+    assert resumed.epochs_run == whole.epochs_run == 3
+    a = torch.load(whole.last, weights_only=True)["state_dict"]
+    b = torch.load(resumed.last, weights_only=True)["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert [round(h["val_acc"], 6) for h in whole.history] == [round(h["val_acc"], 6) for h in resumed.history]
+    assert not (tmp_path / "cut" / "resume.pt").exists()
+
+
+def _interrupt_after(data, out, epochs, stop_after, **kw):
+    """Run `stop_after` epochs of an `epochs`-epoch plan, then stop as a crash or Ctrl-C would (state kept)."""
+    import edgecam.train.trainer as trainer_mod
+
+    cfg = quick(data, out, epochs=epochs, patience=0, **kw)
+    calls = {"n": 0}
+    real = trainer_mod.EpochTracker.should_stop
+
+    def stop_early(self, start, history):
+        calls["n"] += 1
+        if calls["n"] >= stop_after:
+            raise KeyboardInterrupt
+        return real(self, start, history)
+
+    trainer_mod.EpochTracker.should_stop = stop_early
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(cfg)
+    finally:
+        trainer_mod.EpochTracker.should_stop = real
+    assert (out / "resume.pt").is_file()
+    return cfg
+
+
+def test_resume_needs_a_run_that_stopped(color_data, tmp_path):
+    done = train_classifier(quick(color_data, tmp_path, epochs=1))
+    with pytest.raises(EdgecamError, match="nothing to resume"):
+        train_classifier(quick(color_data, done.best.parent, epochs=1), resume=True)
+
+
+def test_weights_start_from_a_checkpoint_and_reinitialise_only_new_class_outputs(tiny_checkpoint, tmp_path):
+    """Fine-tuning to a new class list: every layer but the class output comes from the checkpoint."""
+    from tests.conftest import write_color_dataset
+
+    data = write_color_dataset(tmp_path / "two", 10, seed=5)
+    shutil.rmtree(data / "red")  # two classes now instead of three
+    source = torch.load(tiny_checkpoint, weights_only=True)["state_dict"]
+    result = train_classifier(quick(data, tmp_path / "run", epochs=1, lr=1e-12, weights=str(tiny_checkpoint)))
+    tuned = torch.load(result.last, weights_only=True)
+    assert tuned["class_names"] == ["blue", "green"]
+    changed = sorted(k for k in source if source[k].shape != tuned["state_dict"][k].shape)
+    assert changed == ["classifier.bias", "classifier.weight"]
+    same = [k for k in source if k not in changed and k.endswith("weight")]
+    assert same and all(torch.allclose(source[k], tuned["state_dict"][k], atol=1e-6) for k in same)
+
+
+def test_weights_of_the_wrong_task_are_refused(tiny_checkpoint):
+    from edgecam.train.checkpoint import model_from_weights
+
+    with pytest.raises(EdgecamError, match="is a classify checkpoint, this run trains a detect model"):
+        model_from_weights(tiny_checkpoint, "detect", ("person",))
+
+
+@pytest.mark.parametrize(
+    ("stop", "epochs_run", "planned", "values", "reason", "warned"),
+    [
+        ("", 5, 5, [0.1, 0.2, 0.3, 0.4, 0.5], "completed 5 epochs, best epoch 5", False),
+        ("patience", 4, 30, [0.5, 0.4, 0.4, 0.4], "early stop: no improvement for 3 epochs, best epoch 1", False),
+        ("time", 2, 60, [0.1, 0.2], "time limit: 2 of 60 epochs done - the model is undertrained", True),
+        ("time", 40, 60, [0.5] * 36 + [0.5, 0.6, 0.7, 0.8], "time limit: 40 of 60 epochs done", True),  # rising
+        ("time", 40, 60, [0.8] + [0.7] * 39, "time limit: 40 of 60 epochs done", False),  # converged, then cut
+    ],
+)
+def test_training_says_why_it_stopped(stop, epochs_run, planned, values, reason, warned):
+    from edgecam.train.loop import EpochTracker
+
+    tracker = EpochTracker(planned=planned, patience=3)
+    for epoch, v in enumerate(values, 1):
+        tracker.update(epoch, v)
+    tracker.stop = stop
+    assert tracker.reason(epochs_run) == reason
+    warnings = tracker.warnings([{"map50": v} for v in values], "map50")
+    assert bool(warnings) == warned, warnings
+    if warned:
+        assert "undertrained" in warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -93,11 +186,13 @@ def test_one_class_dataset_is_an_error(tmp_path):
 def test_time_limit_is_never_exceeded(limit, elapsed, epochs, stop, monkeypatch):
     import time as time_mod
 
-    from edgecam.train.trainer import out_of_time
+    from edgecam.train.loop import EpochTracker
 
     monkeypatch.setattr(time_mod, "time", lambda: 1000.0 + elapsed)
     history = [{"seconds": s} for s in epochs]
-    assert out_of_time(limit, 1000.0, history) == stop
+    tracker = EpochTracker(planned=60, time_limit=limit)
+    assert tracker.should_stop(1000.0, history) == stop
+    assert tracker.stop == ("time" if stop else "")
 
 
 def test_a_checkpoint_from_another_architecture_names_both_versions(tiny_checkpoint, tmp_path):

@@ -24,15 +24,15 @@ from edgecam.train.detection.loss import DetectionLoss
 from edgecam.train.detection.samples import DetDataset
 from edgecam.train.detection.validate import evaluate_detector, load_val_images
 from edgecam.train.ema import ModelEMA
+from edgecam.train.loop import EpochTracker, initial_model, load_resume_state, restore_resume_state, save_resume_state
 from edgecam.train.plots import plot_curves
-from edgecam.train.registry import create_model, model_task
+from edgecam.train.registry import model_task
 from edgecam.train.trainer import (
     TrainResult,
     append_csv,
     build_optimizer,
     build_scheduler,
     finish_run,
-    out_of_time,
     seed_everything,
     to_yaml,
 )
@@ -52,6 +52,13 @@ def detection_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
     return args
 
 
+def det_augment(cfg: TrainConfig) -> DetAugmentConfig:
+    """The detector's augmentation: `--no-augment` turns it all off; the flip switch is shared with the classifier."""
+    if not cfg.augment.enabled:
+        return DetAugmentConfig.off()
+    return DetAugmentConfig(mosaic=cfg.mosaic, flip=cfg.augment.flip)
+
+
 # Workers start fresh rather than fork: a process that has loaded OpenVINO/NNCF threads (export, tests) crashed when
 # forked for a DataLoader worker.
 WORKER_CONTEXT = "spawn"
@@ -59,7 +66,7 @@ WORKER_CONTEXT = "spawn"
 
 def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) -> tuple[DetectionDataset, DataLoader]:
     """The augmented, seeded training loader (shared with pruning's fine-tune)."""
-    dataset = DetectionDataset(det, spec, DetAugmentConfig(mosaic=cfg.mosaic), cfg.seed)
+    dataset = DetectionDataset(det, spec, det_augment(cfg), cfg.seed)
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch,
@@ -74,9 +81,12 @@ def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) ->
     return dataset, loader
 
 
-def train_detector(cfg: TrainConfig) -> TrainResult:
-    """Train on a YOLO data.yaml (or COCO JSON); best.pt follows validation mAP; writes CSV, curves, PR plot."""
-    if model_task(cfg.model) != "detect":
+def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train on a YOLO data.yaml (or COCO JSON); best.pt follows validation mAP; writes CSV, curves, PR plot.
+
+    `resume`: continue the interrupted run in `cfg.out` from its last finished epoch.
+    """
+    if not cfg.weights and model_task(cfg.model) != "detect":
         raise EdgecamError(f"model {cfg.model!r} is not a detector", fix="pick a detector, e.g. --model ecdet_s")
     if cfg.imgsz % 32:
         raise EdgecamError(f"--imgsz {cfg.imgsz} must be a multiple of 32 for the detector", fix="use e.g. 320")
@@ -92,20 +102,28 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
     train_ds, train_dl = detection_loader(det_train, spec, cfg)
     val_images = load_val_images(det_val)
 
-    args = detection_args(cfg, len(classes))
-    # channels_last: depthwise convolutions train about 1.6x faster on CPU in that layout
-    model = create_model(cfg.model, **args).to(memory_format=torch.channels_last)
+    model, name, args, extra = initial_model(cfg, "detect", classes, detection_args(cfg, len(classes)))
+    model = model.to(memory_format=torch.channels_last)
     strides = list(model.strides)
-    ema = ModelEMA(model, tau=max(50.0, len(train_dl) * 2)) if cfg.ema else None
+    ema = ModelEMA(model) if cfg.ema else None
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, len(train_dl))
-    criterion = DetectionLoss(len(classes), tuple(strides))
-    (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
-
+    criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
+    tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     history: list[dict[str, float]] = []
-    best_fit, best_epoch, best_report, stale, stopped_early = -1.0, 0, {}, 0, False
-    start, csv_path = time.time(), out / "metrics.csv"
-    for epoch in range(1, cfg.epochs + 1):
+    best_report: dict[str, Any] = {}
+    first_epoch = 1
+    if resume:
+        state = load_resume_state(out)
+        restore_resume_state(
+            state, model=model, optimizer=opt, scheduler=sched, generator=train_dl.generator, tracker=tracker, ema=ema
+        )
+        history, best_report, first_epoch = state["history"], state["best_metrics"], state["epoch"] + 1
+    else:
+        (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
+    start = time.time() - (history[-1]["seconds"] if history else 0.0)
+    csv_path = out / "metrics.csv"
+    for epoch in range(first_epoch, cfg.epochs + 1):
         if cfg.close_mosaic and epoch > cfg.epochs - cfg.close_mosaic:
             train_ds.close_mosaic()
         train_ds.set_epoch(epoch)
@@ -151,31 +169,37 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
         append_csv(csv_path, row, first=epoch == 1)
         metrics = {k: report[k] for k in ("map50", "map50_95", "map75", "ap_small", "ap_medium", "ap_large")}
         common = dict(
-            name=cfg.model,
+            name=name,
             args=args,
             task="detect",
             class_names=classes,
             spec=spec,
             config=cfg.to_dict(),
-            extra={"detect": {"strides": strides}},
+            extra={"detect": {"strides": strides}, **extra},
         )
         save_checkpoint(out / "last.pt", evaluated, epoch=epoch, metrics=metrics, **common)
-        improved = fit > best_fit
+        improved = tracker.update(epoch, fit)
         if improved:
-            best_fit, best_epoch, best_report, stale = fit, epoch, report, 0
+            best_report = report
             save_checkpoint(out / "best.pt", evaluated, epoch=epoch, metrics=metrics, **common)
-        else:
-            stale += 1
+        save_resume_state(
+            out,
+            epoch=epoch,
+            model=model,
+            optimizer=opt,
+            scheduler=sched,
+            generator=train_dl.generator,
+            tracker=tracker,
+            history=history,
+            best_metrics=best_report,
+            ema=ema,
+        )
         if cfg.progress:
             tqdm.write(
                 f"epoch {epoch:3d}  loss {row['train_loss']:.4f} (cls {row['cls_loss']:.3f} box {row['box_loss']:.3f})"
                 f"  mAP50 {row['map50']:.4f}  mAP50-95 {row['map50_95']:.4f}{' *' if improved else ''}"
             )
-        if cfg.patience and stale >= cfg.patience:
-            stopped_early = True
-            break
-        if out_of_time(cfg.time_limit, start, history):
-            stopped_early = True
+        if tracker.should_stop(start, history):
             break
 
     plots = [
@@ -185,8 +209,9 @@ def train_detector(cfg: TrainConfig) -> TrainResult:
             losses={"train_loss": "total", "cls_loss": "cls", "box_loss": "box"},
             metrics={"map50": "mAP@0.5", "map50_95": "mAP@0.5:0.95"},
             metric_title="validation mAP",
+            best_epoch=tracker.best_epoch,
         ),
         plot_pr_curves(best_report, out / "pr_curve.png"),
     ]
     best_metrics = {k: v for k, v in best_report.items() if k != "pr_curves"}
-    return finish_run(out, best_epoch, best_metrics, history, start, stopped_early, plots)
+    return finish_run(out, tracker, best_metrics, history, start, plots, metric="map50")

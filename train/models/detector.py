@@ -71,14 +71,25 @@ class PAN(nn.Module):
         return [p3, n4, n5]
 
 
-class Head(nn.Module):
-    """Decoupled per-level branches (one 3x3 conv each): class logits and box log-distances."""
+def _branch(cin: int, cout: int, depth: int, act: str) -> nn.Module:
+    """`depth` 3x3 convs; a single one stays a bare ConvBN so 0.2.0 checkpoints keep their parameter names."""
+    convs = [ConvBN(cin if i == 0 else cout, cout, 3, act=act) for i in range(depth)]
+    return convs[0] if depth == 1 else nn.Sequential(*convs)
 
-    def __init__(self, ch: int, num_classes: int, act: str, prior: float = 0.01):
+
+class Head(nn.Module):
+    """Decoupled per-level branches of `depth` 3x3 convs: class logits and box log-distances.
+
+    The class branch is at least `cls_width` wide: telling classes apart by shape needs more features than the thin
+    P3 level of the neck carries (YOLOv8 widens its class branch the same way).
+    """
+
+    def __init__(self, ch: int, num_classes: int, act: str, prior: float = 0.01, depth: int = 1, cls_width: int = 0):
         super().__init__()
-        self.cls_branch = ConvBN(ch, ch, 3, act=act)
-        self.reg_branch = ConvBN(ch, ch, 3, act=act)
-        self.cls = nn.Conv2d(ch, num_classes, 1)
+        cw = max(ch, cls_width)
+        self.cls_branch = _branch(ch, cw, depth, act)
+        self.reg_branch = _branch(ch, ch, depth, act)
+        self.cls = nn.Conv2d(cw, num_classes, 1)
         self.reg = nn.Conv2d(ch, 4, 1)
         nn.init.constant_(self.cls.bias, -math.log((1 - prior) / prior))
         nn.init.normal_(self.reg.weight, 0, 0.01)
@@ -91,7 +102,14 @@ class Head(nn.Module):
 
 class ECDet(nn.Module):
     def __init__(
-        self, num_classes: int, width: float = 1.0, depth: float = 1.0, neck: int = 64, act: str = "relu"
+        self,
+        num_classes: int,
+        width: float = 1.0,
+        depth: float = 1.0,
+        neck: int = 64,
+        act: str = "relu",
+        head_depth: int = 1,
+        cls_width: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -99,7 +117,7 @@ class ECDet(nn.Module):
         self.backbone = Backbone(width, depth, act)
         widths = [make_divisible(neck * r) for r in _NECK_RATIO]
         self.neck = PAN(self.backbone.out_channels, widths, act)
-        self.heads = nn.ModuleList(Head(ch, num_classes, act) for ch in widths)
+        self.heads = nn.ModuleList(Head(ch, num_classes, act, depth=head_depth, cls_width=cls_width) for ch in widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.neck(self.backbone(x))

@@ -1,0 +1,177 @@
+"""What both trainers share around their epoch loop: the best epoch, why training stopped (and whether the model is
+undertrained), and the state saved after every epoch so `edgecam train --resume RUN_DIR` continues a run."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgecam.runtime.errors import EdgecamError
+
+RESUME_FILE = "resume.pt"
+RISING = 0.02  # a metric that gained this much over the last epochs was still learning
+
+
+@dataclass
+class EpochTracker:
+    """Best score, epochs without improvement, and the reason the loop ended ("" while it runs)."""
+
+    planned: int
+    patience: int = 0
+    time_limit: float | None = None  # minutes
+    best_score: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+    stop: str = ""  # "" | "patience" | "time"
+
+    def update(self, epoch: int, score: float) -> bool:
+        """Record an epoch's validation score; True when it is the best so far."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            return True
+        self.stale += 1
+        return False
+
+    def should_stop(self, start: float, history: list[dict[str, float]]) -> bool:
+        """Early stopping first, then the time limit: no epoch starts that would end past it."""
+        if self.patience and self.stale >= self.patience:
+            self.stop = "patience"
+        elif self.time_limit and history:
+            last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
+            if time.time() - start + last > self.time_limit * 60:
+                self.stop = "time"
+        return bool(self.stop)
+
+    def reason(self, epochs_run: int) -> str:
+        """One line saying why training ended."""
+        if self.stop == "patience":
+            return f"early stop: no improvement for {self.patience} epochs, best epoch {self.best_epoch}"
+        if self.stop == "time":
+            short = " - the model is undertrained" if epochs_run < self.planned / 2 else ""
+            return f"time limit: {epochs_run} of {self.planned} epochs done{short}"
+        return f"completed {epochs_run} epochs, best epoch {self.best_epoch}"
+
+    def warnings(self, history: list[dict[str, float]], metric: str) -> list[str]:
+        """Say when a run cut short by the time limit ended far from converged."""
+        if self.stop != "time" or not history:
+            return []
+        values = [h[metric] for h in history]
+        recent = values[-4:]
+        rising = self.best_epoch == len(values) and recent[-1] - recent[0] >= RISING
+        if len(values) >= self.planned / 2 and not rising:
+            return []
+        why = f"{metric} still rising at the last epoch" if rising else f"only {len(values)} of {self.planned} epochs"
+        return [
+            f"the model is undertrained ({why}; the learning rate had not decayed): raise --time-limit, or lower "
+            "--epochs so the schedule fits the time"
+        ]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+def save_resume_state(
+    out: Path,
+    *,
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    tracker: EpochTracker,
+    history: list[dict[str, float]],
+    best_metrics: dict[str, Any],
+    ema: Any = None,
+) -> None:
+    """Everything an interrupted run needs to go on as if it had not stopped; written atomically every epoch."""
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),  # dropout and noise draw from it
+        "tracker": asdict(tracker),
+        "history": json.dumps(history),
+        "best_metrics": json.dumps(best_metrics, default=_jsonable),
+        "ema": None if ema is None else {"state": ema.ema.state_dict(), "updates": ema.updates},
+    }
+    tmp = out / (RESUME_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / RESUME_FILE)
+
+
+def load_resume_state(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RESUME_FILE
+    if not path.is_file():
+        raise EdgecamError(
+            "nothing to resume: no resume.pt", path=run_dir, fix="give the folder of a run that was interrupted"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/zip errors of many types for bad files
+        raise EdgecamError(
+            f"resume state unreadable ({type(exc).__name__})", path=path, fix="start a new run"
+        ) from None
+    state["history"] = json.loads(state["history"])
+    state["best_metrics"] = json.loads(state["best_metrics"])
+    return state
+
+
+def restore_resume_state(
+    state: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    tracker: EpochTracker,
+    ema: Any = None,
+) -> None:
+    """Put the saved state back into freshly built objects (the tracker keeps this run's planned epochs)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    for key in ("best_score", "best_epoch", "stale"):
+        setattr(tracker, key, state["tracker"][key])
+    if ema is not None and state.get("ema"):
+        ema.ema.load_state_dict(state["ema"]["state"])
+        ema.updates = state["ema"]["updates"]
+
+
+def finish_resume(out: Path, tracker: EpochTracker) -> None:
+    """A run that completed or stopped early has nothing to resume; one cut by the time limit keeps its state, so
+    `--resume RUN_DIR --time-limit M` can finish the planned epochs."""
+    if tracker.stop != "time":
+        (out / RESUME_FILE).unlink(missing_ok=True)
+
+
+def initial_model(
+    cfg: Any, task: str, class_names: tuple[str, ...], args: dict[str, Any]
+) -> tuple[torch.nn.Module, str, dict[str, Any], dict[str, Any]]:
+    """The model a run starts from: `cfg.weights` (an earlier checkpoint) or a new `cfg.model` built with `args`.
+
+    Returns (model, registered name, model args, extra checkpoint keys such as a pruning record).
+    """
+    from edgecam.train.checkpoint import model_from_weights
+    from edgecam.train.registry import create_model
+
+    if not cfg.weights:
+        return create_model(cfg.model, **args), cfg.model, args, {}
+    model, name, args, pruned, note = model_from_weights(cfg.weights, task, class_names)
+    if cfg.progress:
+        print(note, flush=True)
+    return model, name, args, ({"pruned": pruned} if pruned else {})
