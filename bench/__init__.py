@@ -1,0 +1,1 @@
+"""`make bench`: the machinery that trains, exports, times and compares against reference models."""
