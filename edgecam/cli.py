@@ -91,7 +91,7 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("width", float, "width multiplier override"),
     ("seed", int, "random seed"),
     ("threads", int, "torch threads"),
-    ("time_limit", float, "train for at most this many minutes (no epoch starts that would end past it)"),
+    ("time_limit", float, "train for at most this many minutes (the schedule shrinks to the epochs that fit)"),
     ("val_fraction", float, "validation fraction when the data has no val/ folder"),
     ("mosaic", float, "detection: probability of a 4-image mosaic"),
     ("close_mosaic", int, "detection: turn mosaic off for the last N epochs"),
@@ -103,21 +103,21 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
 
 
 def _resume_config(args: argparse.Namespace):
-    """`--resume RUN_DIR`: the run's own config.yaml; only the time limit (and progress) may change."""
+    """`--resume RUN_DIR`: the run's own config.yaml, unchanged (a different plan would not continue the same run)."""
     from edgecam.runtime.errors import EdgecamError
     from edgecam.train.config import load_config
 
     run = Path(args.resume)
-    changed = [f"--{n.replace('_', '-')}" for n, _, _ in _TRAIN_FLAGS if n != "time_limit" and getattr(args, n)]
+    changed = [f"--{n.replace('_', '-')}" for n, _, _ in _TRAIN_FLAGS if getattr(args, n) is not None]
     if changed or args.config:
         raise EdgecamError(
             f"--resume continues a run as it was configured; {', '.join(changed) or '--config'} cannot change it",
             path=run,
-            fix="drop those flags (only --time-limit may be given), or start a new run",
+            fix="drop those flags, or start a new run (--weights RUN_DIR/last.pt starts from its weights)",
         )
     if not (run / "config.yaml").is_file():
         raise EdgecamError("not a training run folder (no config.yaml)", path=run, fix="give the --out of a run")
-    overrides = {"out": str(run), "time_limit": args.time_limit, "progress": False if args.json else None}
+    overrides = {"out": str(run), "progress": False if args.json else None}
     return load_config(run / "config.yaml", overrides)
 
 
@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue an interrupted run (or one cut by its time limit, with a new --time-limit)",
+        help="continue an interrupted run exactly where it stopped (its own config.yaml; no other flags)",
     )
 
     p = add("val", cmd_val, "accuracy of a checkpoint or any bundle variant, with the same code")

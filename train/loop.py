@@ -20,7 +20,12 @@ RISING = 0.02  # a metric that gained this much over the last epochs was still l
 
 @dataclass
 class EpochTracker:
-    """Best score, epochs without improvement, and the reason the loop ended ("" while it runs)."""
+    """Best score, epochs without improvement, the epochs planned, and the reason the loop ended ("" while it runs).
+
+    With a time limit the plan shrinks after each epoch to the epochs that still fit (each as long as the mean epoch
+    so far), and the learning-rate schedule follows `planned`: the cosine and the closing of mosaic finish inside the
+    limit instead of being cut off at a high learning rate.
+    """
 
     planned: int
     patience: int = 0
@@ -30,6 +35,9 @@ class EpochTracker:
     stale: int = 0
     stop: str = ""  # "" | "patience" | "time"
 
+    def __post_init__(self) -> None:
+        self.requested = self.planned
+
     def update(self, epoch: int, score: float) -> bool:
         """Record an epoch's validation score; True when it is the best so far."""
         if score > self.best_score:
@@ -38,14 +46,21 @@ class EpochTracker:
         self.stale += 1
         return False
 
+    def replan(self, start: float, history: list[dict[str, float]]) -> None:
+        """Shrink the plan to the epochs that fit in the time limit; never grow it."""
+        if not self.time_limit or not history:
+            return
+        mean_epoch = history[-1]["seconds"] / len(history)
+        left = self.time_limit * 60 - (time.time() - start)
+        self.planned = min(self.planned, len(history) + max(0, int(left // max(mean_epoch, 1e-9))))
+
     def should_stop(self, start: float, history: list[dict[str, float]]) -> bool:
         """Early stopping first, then the time limit: no epoch starts that would end past it."""
+        self.replan(start, history)
         if self.patience and self.stale >= self.patience:
             self.stop = "patience"
-        elif self.time_limit and history:
-            last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
-            if time.time() - start + last > self.time_limit * 60:
-                self.stop = "time"
+        elif history and len(history) >= self.planned and self.planned < self.requested:
+            self.stop = "time"
         return bool(self.stop)
 
     def reason(self, epochs_run: int) -> str:
@@ -53,8 +68,8 @@ class EpochTracker:
         if self.stop == "patience":
             return f"early stop: no improvement for {self.patience} epochs, best epoch {self.best_epoch}"
         if self.stop == "time":
-            short = " - the model is undertrained" if epochs_run < self.planned / 2 else ""
-            return f"time limit: {epochs_run} of {self.planned} epochs done{short}"
+            short = " - the model is undertrained" if epochs_run < self.requested / 2 else ""
+            return f"time limit: {epochs_run} of {self.requested} epochs done{short}"
         return f"completed {epochs_run} epochs, best epoch {self.best_epoch}"
 
     def warnings(self, history: list[dict[str, float]], metric: str) -> list[str]:
@@ -64,13 +79,10 @@ class EpochTracker:
         values = [h[metric] for h in history]
         recent = values[-4:]
         rising = self.best_epoch == len(values) and recent[-1] - recent[0] >= RISING
-        if len(values) >= self.planned / 2 and not rising:
+        if len(values) >= self.requested / 2 and not rising:
             return []
-        why = f"{metric} still rising at the last epoch" if rising else f"only {len(values)} of {self.planned} epochs"
-        return [
-            f"the model is undertrained ({why}; the learning rate had not decayed): raise --time-limit, or lower "
-            "--epochs so the schedule fits the time"
-        ]
+        why = f"{metric} still rising at the last epoch" if rising else f"only {len(values)} of {self.requested} epochs"
+        return [f"the model is undertrained ({why}): raise --time-limit for a better model"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -145,18 +157,16 @@ def restore_resume_state(
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
-    for key in ("best_score", "best_epoch", "stale"):
+    for key in ("best_score", "best_epoch", "stale", "planned"):
         setattr(tracker, key, state["tracker"][key])
     if ema is not None and state.get("ema"):
         ema.ema.load_state_dict(state["ema"]["state"])
         ema.updates = state["ema"]["updates"]
 
 
-def finish_resume(out: Path, tracker: EpochTracker) -> None:
-    """A run that completed or stopped early has nothing to resume; one cut by the time limit keeps its state, so
-    `--resume RUN_DIR --time-limit M` can finish the planned epochs."""
-    if tracker.stop != "time":
-        (out / RESUME_FILE).unlink(missing_ok=True)
+def finish_resume(out: Path) -> None:
+    """A run that ended on its own (its schedule annealed, even under a time limit) has nothing to resume."""
+    (out / RESUME_FILE).unlink(missing_ok=True)
 
 
 def initial_model(

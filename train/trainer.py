@@ -86,12 +86,20 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
-    total = cfg.epochs * steps_per_epoch
+def build_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, tracker: EpochTracker | None = None
+) -> Any:
+    """Warm-up then cosine over the planned epochs; with a `tracker` the cosine follows its plan as a time limit
+    shrinks it. OneCycle keeps the epochs it was given."""
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, warmup, total))
+
+    def factor(step: int) -> float:
+        planned = tracker.planned if tracker is not None else cfg.epochs
+        return cosine_factor(step, warmup, planned * steps_per_epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def cosine_factor(step: int, warmup: int, total: int) -> float:
@@ -162,10 +170,10 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     model, name, args, extra = initial_model(cfg, "classify", classes, model_args(cfg, len(classes)))
     model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, cfg, len(train_dl))
+    tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
+    sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
-    tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     history: list[dict[str, float]] = []
     best_metrics: dict[str, Any] = {}
     first_epoch = 1
@@ -255,7 +263,7 @@ def finish_run(
     metric: str,
 ) -> TrainResult:
     """The end of every training run: why it stopped, the result object and its results.json."""
-    finish_resume(out, tracker)
+    finish_resume(out)
     result = TrainResult(
         out / "best.pt",
         out / "last.pt",

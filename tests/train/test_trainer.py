@@ -180,7 +180,7 @@ def test_one_class_dataset_is_an_error(tmp_path):
         (1.0, 5.0, [], False),  # nothing to extrapolate from yet
         (1.0, 40.0, [20.0, 40.0], False),  # 40 + 20 = 60 s: the next epoch just fits
         (1.0, 41.0, [20.0, 41.0], True),  # 41 + 21 > 60 s
-        (10.0, 500.0, [480.0, 500.0], False),  # short last epoch
+        (10.0, 500.0, [480.0, 500.0], True),  # a short last epoch: the mean epoch (250 s) does not fit in 100 s
     ],
 )
 def test_time_limit_is_never_exceeded(limit, elapsed, epochs, stop, monkeypatch):
@@ -204,3 +204,33 @@ def test_a_checkpoint_from_another_architecture_names_both_versions(tiny_checkpo
     with pytest.raises(EdgecamError, match="weights do not fit") as info:
         load_checkpoint(old)
     assert "written by edgecam 0.1.0" in str(info.value) and "retrain" in str(info.value)
+
+
+def test_the_cosine_follows_a_plan_that_a_time_limit_shrank():
+    """A time limit that cuts 10 planned epochs to 4 still ends the schedule at its floor, not at a high rate."""
+    from edgecam.train.loop import EpochTracker
+    from edgecam.train.trainer import build_scheduler
+
+    cfg = load_config(None, dict(data="x", epochs=10, warmup_epochs=0, lr=1.0))
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    tracker = EpochTracker(planned=10, time_limit=1.0)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=5, tracker=tracker)
+    tracker.planned = 4
+    for _ in range(4 * 5):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01, abs=1e-6)
+
+
+def test_a_time_limited_run_says_so_and_leaves_nothing_to_resume(color_data, tmp_path, monkeypatch):
+    """Every epoch 'takes' 40 s against a 1-minute limit: one epoch fits, and the run says why it stopped."""
+    import itertools
+
+    import edgecam.train.loop as loop_mod
+
+    clock = itertools.count(0, 20)  # each call to time() moves 20 s on
+    monkeypatch.setattr(loop_mod.time, "time", lambda: float(next(clock)))
+    result = train_classifier(quick(color_data, tmp_path, epochs=6, time_limit=1.0, patience=0))
+    assert result.epochs_run < 6 and result.stop_reason.startswith(f"time limit: {result.epochs_run} of 6 epochs")
+    assert not (tmp_path / "resume.pt").exists()

@@ -107,9 +107,9 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     strides = list(model.strides)
     ema = ModelEMA(model) if cfg.ema else None
     opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, cfg, len(train_dl))
-    criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
     tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
+    sched = build_scheduler(opt, cfg, len(train_dl), tracker)
+    criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
     history: list[dict[str, float]] = []
     best_report: dict[str, Any] = {}
     first_epoch = 1
@@ -124,7 +124,7 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     start = time.time() - (history[-1]["seconds"] if history else 0.0)
     csv_path = out / "metrics.csv"
     for epoch in range(first_epoch, cfg.epochs + 1):
-        if cfg.close_mosaic and epoch > cfg.epochs - cfg.close_mosaic:
+        if cfg.close_mosaic and epoch > tracker.planned - cfg.close_mosaic:
             train_ds.close_mosaic()
         train_ds.set_epoch(epoch)
         model.train()
