@@ -30,3 +30,21 @@ def test_the_default_detector_fits_its_compute_budget():
     tiny = count_flops(create_model("test_det_tiny", num_classes=17), (3, 320, 320))
     assert small["gflops"] <= 0.6
     assert tiny["gflops"] < small["gflops"] / 10 and tiny["params_m"] < 0.1
+
+
+@pytest.mark.parametrize("num_classes", [1, 10, 80])
+def test_initial_class_scores_expect_a_few_objects_per_level_not_a_flat_prior(num_classes):
+    """At initialisation each level's class scores add up to about five objects in a 640 px image (YOLOv8's bias
+    init), at most 0.01 each: a flat 0.01 on every anchor and class made the negatives' loss swamp the positives' in
+    the first epochs, and the class branch learnt nothing on real images for ten epochs."""
+    model = create_model("ecdet_s", num_classes=num_classes).eval()
+    with torch.no_grad():
+        scores = torch.sigmoid(model(torch.zeros(1, 3, 640, 640))[0, :, 4:])
+    anchors = [(640 // s) ** 2 for s in model.strides]
+    start = 0
+    for n in anchors:
+        level = scores[start : start + n]
+        start += n
+        assert level.max() <= 0.0101
+        if 5.0 / num_classes / n <= 0.01:
+            assert level.sum() == pytest.approx(5.0, rel=0.35)  # the conv weights add noise around the bias

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from edgecam.train.models.layers import ConvBN, FusedResidual, make_divisible
+from edgecam.train.models.layers import SPPF, ConvBN, FusedResidual, make_divisible
 from edgecam.train.registry import register_model
 
 STRIDES = (8, 16, 32)
@@ -29,16 +29,21 @@ _NECK_RATIO = (0.5, 0.75, 1.0)  # neck widths at P3, P4, P5 relative to `neck`: 
 
 
 class Backbone(nn.Module):
-    def __init__(self, width: float, depth: float, act: str):
+    def __init__(self, width: float, depth: float, act: str, blocks: tuple[int, ...] | None = None, sppf: bool = False):
         super().__init__()
         self.stages = nn.ModuleList()
         cin = 3
-        for channels, repeats in _BACKBONE:
+        repeats = blocks or [round(r * depth) for _, r in _BACKBONE]
+        if len(repeats) != len(_BACKBONE):
+            raise ValueError(f"blocks needs {len(_BACKBONE)} counts (strides 2..32), got {list(repeats)}")
+        for (channels, _), n in zip(_BACKBONE, repeats, strict=True):
             cout = make_divisible(channels * width)
-            blocks = [ConvBN(cin, cout, 3, 2, act=act)]
-            blocks += [FusedResidual(cout, act) for _ in range(round(repeats * depth))]
-            self.stages.append(nn.Sequential(*blocks))
+            layers: list[nn.Module] = [ConvBN(cin, cout, 3, 2, act=act)]
+            layers += [FusedResidual(cout, act) for _ in range(n)]
+            self.stages.append(nn.Sequential(*layers))
             cin = cout
+        if sppf:
+            self.stages[-1].append(SPPF(cin, act))
         self.out_channels = [make_divisible(c * width) for c, _ in _BACKBONE[-3:]]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -100,6 +105,12 @@ class Head(nn.Module):
         return out.flatten(2)
 
 
+def _level_prior(stride: int, num_classes: int, objects: float = 5.0, size: int = 640) -> float:
+    """Initial class score of a level: `objects` per image spread over the classes and the level's anchors (YOLOv8's
+    bias init). A flat 0.01 makes the first epochs push 10-100x more negative gradient than positive."""
+    return min(0.01, objects / num_classes / (size / stride) ** 2)
+
+
 class ECDet(nn.Module):
     def __init__(
         self,
@@ -110,14 +121,21 @@ class ECDet(nn.Module):
         act: str = "relu",
         head_depth: int = 1,
         cls_width: int = 0,
+        blocks: tuple[int, ...] | None = None,
+        sppf: bool = False,
+        prior_scale: bool = True,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.strides = STRIDES
-        self.backbone = Backbone(width, depth, act)
+        self.backbone = Backbone(width, depth, act, tuple(blocks) if blocks else None, sppf)
         widths = [make_divisible(neck * r) for r in _NECK_RATIO]
         self.neck = PAN(self.backbone.out_channels, widths, act)
-        self.heads = nn.ModuleList(Head(ch, num_classes, act, depth=head_depth, cls_width=cls_width) for ch in widths)
+        priors = [_level_prior(s, num_classes) if prior_scale else 0.01 for s in STRIDES]
+        self.heads = nn.ModuleList(
+            Head(ch, num_classes, act, prior=p, depth=head_depth, cls_width=cls_width)
+            for ch, p in zip(widths, priors, strict=True)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.neck(self.backbone(x))

@@ -78,6 +78,24 @@ class FusedResidual(nn.Module):
         return self.act(x + self.block(x))
 
 
+class SPPF(nn.Module):
+    """Spatial pyramid pooling, fast (YOLOv5/v8): three chained 5x5 max-pools widen the receptive field of the last
+    stage to the whole input for the cost of two 1x1 convs; the neck then carries that context down to P3/P4."""
+
+    def __init__(self, channels: int, act: str = "relu"):
+        super().__init__()
+        hidden = channels // 2
+        self.reduce = ConvBN(channels, hidden, 1, act=act)
+        self.pool = nn.MaxPool2d(5, 1, 2)
+        self.fuse = ConvBN(hidden * 4, channels, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.reduce(x)
+        p1 = self.pool(x)
+        p2 = self.pool(p1)
+        return self.fuse(torch.cat([x, p1, p2, self.pool(p2)], 1))
+
+
 class GaussianNoise(nn.Module):
     """Hidden-layer noise injection: adds N(0, std) during training only, identity at inference/export."""
 
