@@ -203,11 +203,12 @@ def _table(task: str, rows: list[tuple[str, dict[str, Any], dict[str, Any] | Non
 
 def real_data_section(work: str | Path, runs: int = 200) -> list[str]:
     """Train, export and time both sides on every real set; the markdown section for BENCHMARKS.md."""
-    from edgecam.bench.reference_env import ensure_reference_env
+    from edgecam.bench import reference_env
 
     work = Path(work)
     sets = ensure_sets(work)
-    python, why = ensure_reference_env(work / "reference-venv")
+    python = reference_env.ensure_reference_env(work / "reference-venv")
+    why = reference_env.last_error
     if python is None:
         _log(f"reference models skipped: {why}")
     lines = [SECTION, ""]

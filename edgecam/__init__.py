@@ -1,3 +1,3 @@
 """edgecam: train, compress, export and run compact CNNs on embedded cameras."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

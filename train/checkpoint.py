@@ -60,7 +60,8 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
             f"weights do not fit the model {ckpt['model']['name']!r}: {str(exc).splitlines()[0]}",
             path=path,
             fix=f"the checkpoint was written by edgecam {written_by}, this is {__version__}: ecnet_s, ecnet_m and "
-            "ecdet_s became dense (INT8-friendly) in 0.2.0; retrain, or load it with the edgecam that wrote it",
+            "ecdet_s became dense (INT8-friendly) in 0.2.0, and ecdet_s/ecdet_m gained two-conv heads in 0.3.0 (the "
+            "0.2.0 ecdet_s is ecdet_n); retrain, or load it with the edgecam that wrote it",
         ) from None
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}

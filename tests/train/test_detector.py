@@ -25,10 +25,12 @@ def test_detectors_are_int8_friendly(name):
 
 
 def test_the_default_detector_fits_its_compute_budget():
-    """ecdet_s at 320 px stays within 0.6 GFLOPs (ONNX Runtime FP32 on 2 cores) and the tiny model stays tiny."""
+    """ecdet_s at 320 px stays within 0.85 GFLOPs (about a third of YOLOv8n's 2.2 at the same size, the latency
+    budget of the real-image benchmark), ecdet_n within 0.6, and the tiny model stays tiny."""
     small = count_flops(create_model("ecdet_s", num_classes=17), (3, 320, 320))
+    nano = count_flops(create_model("ecdet_n", num_classes=17), (3, 320, 320))
     tiny = count_flops(create_model("test_det_tiny", num_classes=17), (3, 320, 320))
-    assert small["gflops"] <= 0.6
+    assert nano["gflops"] <= 0.6 < small["gflops"] <= 0.85
     assert tiny["gflops"] < small["gflops"] / 10 and tiny["params_m"] < 0.1
 
 
