@@ -123,11 +123,34 @@ def ours(task: str, data: Path, out: Path) -> dict[str, Any]:
     return _store(out, key, result)
 
 
+def _reference_script(task: str) -> Path:
+    return REFERENCE_DIR / ("yolo_ref.py" if task == "detect" else "cls_ref.py")
+
+
+def reference_key(task: str, data: Path) -> str:
+    """A reference result is reused while its script, image size, epochs and data are the same."""
+    imgsz = DET_IMGSZ if task == "detect" else CLS_IMGSZ
+    return hashlib.sha256(_reference_script(task).read_bytes() + f"{imgsz}|{EPOCHS}|{data}".encode()).hexdigest()[:16]
+
+
+def reference_result(task: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The reference script's JSON line in the shape of `ours`' results."""
+    return {
+        "model": "YOLOv8n" if task == "detect" else "MobileNetV3-Small",
+        "gflops": raw.get("gflops"),
+        "params_m": raw["params"] / 1e6 if raw.get("params") else None,
+        "train_seconds": raw["train_seconds"],
+        "fp32_file": raw["onnx"],
+        "int8_file": raw["openvino_int8_xml"],
+        **{k: raw[k] for k in ("map50", "map50_95", "top1", "int8_map50", "int8_top1") if k in raw},
+    }
+
+
 def reference(task: str, python: Path, data: Path, out: Path) -> dict[str, Any]:
     """YOLOv8n or MobileNetV3-Small from scratch in the reference virtualenv, same files, size and epochs."""
     imgsz = DET_IMGSZ if task == "detect" else CLS_IMGSZ
-    script = REFERENCE_DIR / ("yolo_ref.py" if task == "detect" else "cls_ref.py")
-    key = hashlib.sha256(script.read_bytes() + f"{imgsz}|{EPOCHS}|{data}".encode()).hexdigest()[:16]
+    script = _reference_script(task)
+    key = reference_key(task, data)
     if (hit := _cached(out, key)) is not None:
         return hit
     _log(f"training the reference {task} model on {data} (separate virtualenv)")
@@ -136,16 +159,7 @@ def reference(task: str, python: Path, data: Path, out: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"reference {task} training failed: {proc.stderr.strip()[-2000:]}")
     raw = json.loads(proc.stdout.strip().splitlines()[-1])
-    result = {
-        "model": "YOLOv8n" if task == "detect" else "MobileNetV3-Small",
-        "gflops": raw.get("gflops"),
-        "params_m": raw.get("params"),
-        "train_seconds": raw["train_seconds"],
-        "fp32_file": raw["onnx"],
-        "int8_file": raw["openvino_int8_xml"],
-        **{k: raw[k] for k in ("map50", "map50_95", "top1") if k in raw},
-    }
-    return _store(out, key, result)
+    return _store(out, key, reference_result(task, raw))
 
 
 def latencies(a: dict[str, Any], b: dict[str, Any], runs: int) -> None:
