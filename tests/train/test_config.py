@@ -38,9 +38,11 @@ def test_missing_config_file():
 
 
 def test_every_train_flag_is_a_config_key():
-    """The YAML keys and the command-line flags have the same names."""
+    """The YAML keys and the command-line flags have the same names (--config and --resume name a file or a run
+    folder to read the keys from, so they are flags only)."""
     parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]  # noqa: SLF001
     keys = set(TrainConfig.__dataclass_fields__)
-    dests = {a.dest for a in train._actions if a.dest not in ("help", "json", "config", "no_batchnorm", "no_augment")}
+    flag_only = ("help", "json", "config", "resume", "no_batchnorm", "no_augment")
+    dests = {a.dest for a in train._actions if a.dest not in flag_only}
     assert dests <= keys, dests - keys
