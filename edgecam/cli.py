@@ -117,6 +117,14 @@ def _resume_config(args: argparse.Namespace):
         )
     if not (run / "config.yaml").is_file():
         raise EdgecamError("not a training run folder (no config.yaml)", path=run, fix="give the --out of a run")
+    from edgecam.train.loop import RESUME_FILE
+
+    if not (run / RESUME_FILE).is_file():
+        raise EdgecamError(
+            "nothing to resume: no resume.pt (the run finished, or never completed an epoch)",
+            path=run,
+            fix="start a new run; --weights RUN_DIR/best.pt starts from its weights",
+        )
     overrides = {"out": str(run), "progress": False if args.json else None}
     return load_config(run / "config.yaml", overrides)
 

@@ -25,6 +25,9 @@ def test_help_explains_every_command(command):
 def _bad_inputs(tmp_path):
     not_bundle = tmp_path / "empty_dir"
     not_bundle.mkdir()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("task: classify\ndata: x\n")
     corrupt = tmp_path / "corrupt_bundle"
     corrupt.mkdir()
     (corrupt / "edgecam.json").write_text("{ not json")
@@ -39,6 +42,10 @@ def _bad_inputs(tmp_path):
         (["run", str(not_bundle), "--source", "x.mp4", "--roi", "1,2,3"], "x,y,w,h"),
         (["data", "video", "--out", str(tmp_path / "v.avi")], "MPEG-4"),
         (["data", "video", "--out", str(tmp_path / "v.mp4"), "--size", "1280"], "WIDTHxHEIGHT"),
+        (["train", "--resume", str(not_bundle)], "not a training run folder"),
+        (["train", "--resume", str(run_dir), "--epochs", "5"], "--epochs cannot change it"),
+        (["train", "--resume", str(run_dir)], "nothing to resume"),
+        (["train", "--data", "x", "--weights", str(tmp_path / "missing.pt")], "checkpoint not found"),
     ]
 
 
