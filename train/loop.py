@@ -185,3 +185,33 @@ def initial_model(
     if cfg.progress:
         print(note, flush=True)
     return model, name, args, ({"pruned": pruned} if pruned else {})
+
+
+def begin_run(
+    out: Path,
+    config_yaml: str,
+    resume: bool,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    tracker: EpochTracker,
+    ema: Any = None,
+) -> tuple[list[dict[str, float]], dict[str, Any], int, float]:
+    """A new run writes its config.yaml; a resumed one restores its state instead.
+
+    Returns (history, best metrics so far, the first epoch to run, the start time that makes elapsed time continue).
+    """
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {}
+    first_epoch = 1
+    if resume:
+        state = load_resume_state(out)
+        restore_resume_state(
+            state, model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, tracker=tracker, ema=ema
+        )
+        history, best, first_epoch = state["history"], state["best_metrics"], state["epoch"] + 1
+    else:
+        (out / "config.yaml").write_text(config_yaml)
+    return history, best, first_epoch, time.time() - (history[-1]["seconds"] if history else 0.0)

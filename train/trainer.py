@@ -24,14 +24,7 @@ from edgecam.runtime.preprocess import PreprocessSpec
 from edgecam.train.checkpoint import save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.data import ClassificationDataset
-from edgecam.train.loop import (
-    EpochTracker,
-    finish_resume,
-    initial_model,
-    load_resume_state,
-    restore_resume_state,
-    save_resume_state,
-)
+from edgecam.train.loop import EpochTracker, begin_run, finish_resume, initial_model, save_resume_state
 from edgecam.train.plots import plot_confusion, plot_curves
 from edgecam.train.registry import model_task
 
@@ -174,16 +167,9 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
-    history: list[dict[str, float]] = []
-    best_metrics: dict[str, Any] = {}
-    first_epoch = 1
-    if resume:
-        state = load_resume_state(out)
-        restore_resume_state(state, model=model, optimizer=opt, scheduler=sched, generator=gen, tracker=tracker)
-        history, best_metrics, first_epoch = state["history"], state["best_metrics"], state["epoch"] + 1
-    else:
-        (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
-    start = time.time() - (history[-1]["seconds"] if history else 0.0)
+    history, best_metrics, first_epoch, start = begin_run(
+        out, to_yaml(cfg.to_dict()), resume, model=model, optimizer=opt, scheduler=sched, generator=gen, tracker=tracker
+    )
     csv_path = out / "metrics.csv"
     for epoch in range(first_epoch, cfg.epochs + 1):
         train_ds.set_epoch(epoch)

@@ -24,7 +24,7 @@ from edgecam.train.detection.loss import DetectionLoss
 from edgecam.train.detection.samples import DetDataset
 from edgecam.train.detection.validate import evaluate_detector, load_val_images
 from edgecam.train.ema import ModelEMA
-from edgecam.train.loop import EpochTracker, initial_model, load_resume_state, restore_resume_state, save_resume_state
+from edgecam.train.loop import EpochTracker, begin_run, initial_model, save_resume_state
 from edgecam.train.plots import plot_curves
 from edgecam.train.registry import model_task
 from edgecam.train.trainer import (
@@ -110,18 +110,17 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
-    history: list[dict[str, float]] = []
-    best_report: dict[str, Any] = {}
-    first_epoch = 1
-    if resume:
-        state = load_resume_state(out)
-        restore_resume_state(
-            state, model=model, optimizer=opt, scheduler=sched, generator=train_dl.generator, tracker=tracker, ema=ema
-        )
-        history, best_report, first_epoch = state["history"], state["best_metrics"], state["epoch"] + 1
-    else:
-        (out / "config.yaml").write_text(to_yaml(cfg.to_dict()))
-    start = time.time() - (history[-1]["seconds"] if history else 0.0)
+    history, best_report, first_epoch, start = begin_run(
+        out,
+        to_yaml(cfg.to_dict()),
+        resume,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        generator=train_dl.generator,
+        tracker=tracker,
+        ema=ema,
+    )
     csv_path = out / "metrics.csv"
     for epoch in range(first_epoch, cfg.epochs + 1):
         if cfg.close_mosaic and epoch > tracker.planned - cfg.close_mosaic:
