@@ -162,18 +162,18 @@ def reference(task: str, python: Path, data: Path, out: Path) -> dict[str, Any]:
     return _store(out, key, reference_result(task, raw))
 
 
-def latencies(a: dict[str, Any], b: dict[str, Any], runs: int) -> None:
-    """OpenVINO INT8 and ONNX Runtime FP32 p50 of both models, alternating a b a b in separate processes."""
+def latencies(models: list[dict[str, Any]], runs: int) -> None:
+    """OpenVINO INT8 and ONNX Runtime FP32 p50 of each model, alternating a b a b in separate processes."""
     from statistics import median
 
     from edgecam.bench.timing import time_model_file
 
     samples: dict[tuple[int, str], list[dict[str, float]]] = {}
     for _ in range(ROUNDS):
-        for i, r in enumerate((a, b)):
+        for i, r in enumerate(models):
             samples.setdefault((i, "ort"), []).append(time_model_file(Path(r["fp32_file"]), "onnxruntime", runs=runs))
             samples.setdefault((i, "ov"), []).append(time_model_file(Path(r["int8_file"]), "openvino", runs=runs))
-    for i, r in enumerate((a, b)):
+    for i, r in enumerate(models):
         r["ort_fp32_ms"] = median(s["p50_ms"] for s in samples[(i, "ort")])
         r["ov_int8_ms"] = median(s["p50_ms"] for s in samples[(i, "ov")])
         r["ov_int8_p95_ms"] = median(s["p95_ms"] for s in samples[(i, "ov")])
@@ -249,7 +249,7 @@ def real_data_section(work: str | Path, runs: int = 200) -> list[str]:
                     ref = reference(task, python, sets[name], work / name / "reference")
                 except (RuntimeError, ValueError, KeyError) as exc:
                     _log(f"reference on {name} failed: {exc}")
-            latencies(mine, ref, runs) if ref else latencies(mine, mine, runs)
+            latencies([mine, ref] if ref else [mine], runs)
             rows.append((name, mine, ref))
         lines += [f"### {'Detection' if task == 'detect' else 'Classification'}", ""]
         lines += _table(task, rows) + [""]

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.sinks.jsonl import to_jsonable
 
 RESUME_FILE = "resume.pt"
 RISING = 0.02  # a metric that gained this much over the last epochs was still learning
@@ -85,43 +85,62 @@ class EpochTracker:
         return [f"the model is undertrained ({why}): raise --time-limit for a better model"]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(type(value).__name__)
+@dataclass
+class Resumable:
+    """The objects of a run that `resume.pt` is taken from after every epoch and put back into on `--resume`."""
 
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator
+    tracker: EpochTracker
+    ema: Any = None
 
-def save_resume_state(
-    out: Path,
-    *,
-    epoch: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    generator: torch.Generator,
-    tracker: EpochTracker,
-    history: list[dict[str, float]],
-    best_metrics: dict[str, Any],
-    ema: Any = None,
-) -> None:
-    """Everything an interrupted run needs to go on as if it had not stopped; written atomically every epoch."""
-    state = {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),  # dropout and noise draw from it
-        "tracker": asdict(tracker),
-        "history": json.dumps(history),
-        "best_metrics": json.dumps(best_metrics, default=_jsonable),
-        "ema": None if ema is None else {"state": ema.ema.state_dict(), "updates": ema.updates},
-    }
-    tmp = out / (RESUME_FILE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out / RESUME_FILE)
+    def save(self, out: Path, epoch: int, history: list[dict[str, float]], best_metrics: dict[str, Any]) -> None:
+        """Everything an interrupted run needs to go on as if it had not stopped; written atomically."""
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout and noise draw from it
+            "tracker": asdict(self.tracker),
+            "history": json.dumps(history),
+            "best_metrics": json.dumps(to_jsonable(best_metrics)),
+            "ema": None if self.ema is None else {"state": self.ema.ema.state_dict(), "updates": self.ema.updates},
+        }
+        tmp = out / (RESUME_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(out / RESUME_FILE)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put the saved state back into the freshly built objects (the tracker keeps the run's planned epochs)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        for key in ("best_score", "best_epoch", "stale", "planned"):
+            setattr(self.tracker, key, state["tracker"][key])
+        if self.ema is not None and state.get("ema"):
+            self.ema.ema.load_state_dict(state["ema"]["state"])
+            self.ema.updates = state["ema"]["updates"]
+
+    def begin(
+        self, out: Path, config_yaml: str, resume: bool
+    ) -> tuple[list[dict[str, float]], dict[str, Any], int, float]:
+        """A new run writes its config.yaml; a resumed one restores its state instead.
+
+        Returns (history, best metrics so far, the first epoch to run, the start time that continues elapsed time).
+        """
+        if not resume:
+            (out / "config.yaml").write_text(config_yaml)
+            return [], {}, 1, time.time()
+        state = load_resume_state(out)
+        self.restore(state)
+        history = state["history"]
+        return history, state["best_metrics"], state["epoch"] + 1, time.time() - history[-1]["seconds"]
 
 
 def load_resume_state(run_dir: Path) -> dict[str, Any]:
@@ -139,29 +158,6 @@ def load_resume_state(run_dir: Path) -> dict[str, Any]:
     state["history"] = json.loads(state["history"])
     state["best_metrics"] = json.loads(state["best_metrics"])
     return state
-
-
-def restore_resume_state(
-    state: dict[str, Any],
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    generator: torch.Generator,
-    tracker: EpochTracker,
-    ema: Any = None,
-) -> None:
-    """Put the saved state back into freshly built objects (the tracker keeps this run's planned epochs)."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    for key in ("best_score", "best_epoch", "stale", "planned"):
-        setattr(tracker, key, state["tracker"][key])
-    if ema is not None and state.get("ema"):
-        ema.ema.load_state_dict(state["ema"]["state"])
-        ema.updates = state["ema"]["updates"]
 
 
 def finish_resume(out: Path) -> None:
@@ -185,33 +181,3 @@ def initial_model(
     if cfg.progress:
         print(note, flush=True)
     return model, name, args, ({"pruned": pruned} if pruned else {})
-
-
-def begin_run(
-    out: Path,
-    config_yaml: str,
-    resume: bool,
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    generator: torch.Generator,
-    tracker: EpochTracker,
-    ema: Any = None,
-) -> tuple[list[dict[str, float]], dict[str, Any], int, float]:
-    """A new run writes its config.yaml; a resumed one restores its state instead.
-
-    Returns (history, best metrics so far, the first epoch to run, the start time that makes elapsed time continue).
-    """
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {}
-    first_epoch = 1
-    if resume:
-        state = load_resume_state(out)
-        restore_resume_state(
-            state, model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, tracker=tracker, ema=ema
-        )
-        history, best, first_epoch = state["history"], state["best_metrics"], state["epoch"] + 1
-    else:
-        (out / "config.yaml").write_text(config_yaml)
-    return history, best, first_epoch, time.time() - (history[-1]["seconds"] if history else 0.0)

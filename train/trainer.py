@@ -24,7 +24,7 @@ from edgecam.runtime.preprocess import PreprocessSpec
 from edgecam.train.checkpoint import save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.data import ClassificationDataset
-from edgecam.train.loop import EpochTracker, begin_run, finish_resume, initial_model, save_resume_state
+from edgecam.train.loop import EpochTracker, Resumable, finish_resume, initial_model
 from edgecam.train.plots import plot_confusion, plot_curves
 from edgecam.train.registry import model_task
 
@@ -167,9 +167,8 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
-    history, best_metrics, first_epoch, start = begin_run(
-        out, to_yaml(cfg.to_dict()), resume, model=model, optimizer=opt, scheduler=sched, generator=gen, tracker=tracker
-    )
+    run = Resumable(model, opt, sched, gen, tracker)
+    history, best_metrics, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume)
     csv_path = out / "metrics.csv"
     for epoch in range(first_epoch, cfg.epochs + 1):
         train_ds.set_epoch(epoch)
@@ -212,17 +211,7 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         if improved:
             best_metrics = {**metrics, "confusion_matrix": val["confusion_matrix"]}
             save_checkpoint(out / "best.pt", model, epoch=epoch, metrics=metrics, **common)
-        save_resume_state(
-            out,
-            epoch=epoch,
-            model=model,
-            optimizer=opt,
-            scheduler=sched,
-            generator=gen,
-            tracker=tracker,
-            history=history,
-            best_metrics=best_metrics,
-        )
+        run.save(out, epoch, history, best_metrics)
         if cfg.progress:
             mark = " *" if improved else ""
             tqdm.write(

@@ -24,7 +24,7 @@ from edgecam.train.detection.loss import DetectionLoss
 from edgecam.train.detection.samples import DetDataset
 from edgecam.train.detection.validate import evaluate_detector, load_val_images
 from edgecam.train.ema import ModelEMA
-from edgecam.train.loop import EpochTracker, begin_run, initial_model, save_resume_state
+from edgecam.train.loop import EpochTracker, Resumable, initial_model
 from edgecam.train.plots import plot_curves
 from edgecam.train.registry import model_task
 from edgecam.train.trainer import (
@@ -110,17 +110,8 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
-    history, best_report, first_epoch, start = begin_run(
-        out,
-        to_yaml(cfg.to_dict()),
-        resume,
-        model=model,
-        optimizer=opt,
-        scheduler=sched,
-        generator=train_dl.generator,
-        tracker=tracker,
-        ema=ema,
-    )
+    run = Resumable(model, opt, sched, train_dl.generator, tracker, ema)
+    history, best_report, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume)
     csv_path = out / "metrics.csv"
     for epoch in range(first_epoch, cfg.epochs + 1):
         if cfg.close_mosaic and epoch > tracker.planned - cfg.close_mosaic:
@@ -181,18 +172,7 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         if improved:
             best_report = report
             save_checkpoint(out / "best.pt", evaluated, epoch=epoch, metrics=metrics, **common)
-        save_resume_state(
-            out,
-            epoch=epoch,
-            model=model,
-            optimizer=opt,
-            scheduler=sched,
-            generator=train_dl.generator,
-            tracker=tracker,
-            history=history,
-            best_metrics=best_report,
-            ema=ema,
-        )
+        run.save(out, epoch, history, best_report)
         if cfg.progress:
             tqdm.write(
                 f"epoch {epoch:3d}  loss {row['train_loss']:.4f} (cls {row['cls_loss']:.3f} box {row['box_loss']:.3f})"
