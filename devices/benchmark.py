@@ -12,6 +12,7 @@ import numpy as np
 from edgecam.runtime.backends import create_backend
 from edgecam.runtime.bundle import load_bundle
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.stats import percentiles
 
 
 def time_calls(fn: Any, runs: int, warmup: int) -> dict[str, float]:
@@ -23,11 +24,12 @@ def time_calls(fn: Any, runs: int, warmup: int) -> dict[str, float]:
         fn()
         samples[i] = time.perf_counter() - t0
     ms = samples * 1000.0
+    pct = percentiles(ms, digits=4)
     return {
-        "p50_ms": round(float(np.median(ms)), 4),
-        "p95_ms": round(float(np.percentile(ms, 95)), 4),
+        "p50_ms": pct["p50"],
+        "p95_ms": pct["p95"],
         "mean_ms": round(float(ms.mean()), 4),
-        "fps": round(1000.0 / float(np.median(ms)), 1),
+        "fps": round(1000.0 / pct["p50"], 1),
     }
 
 

@@ -35,6 +35,7 @@ from edgecam.runtime.sinks.snapshots import SnapshotSink
 from edgecam.runtime.sinks.video import VideoSink
 from edgecam.runtime.sources import CaptureFactory, Source, open_source
 from edgecam.runtime.state import StateRegistry
+from edgecam.runtime.stats import percentiles
 from edgecam.runtime.types import Detections, Event, Frame
 
 PUBLISH_EVERY = 0.5  # seconds between stats updates (registry, telemetry, MQTT state)
@@ -47,13 +48,6 @@ class EventSink(Protocol):
     def publish_event(self, camera: str, event: Event) -> Any: ...
     def publish_state(self, camera: str, state: dict[str, Any]) -> Any: ...
     def set_camera_online(self, camera: str, online: bool) -> Any: ...
-
-
-def _percentiles(values: deque[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    arr = np.asarray(values)
-    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2)}
 
 
 class CameraRunner:
@@ -283,7 +277,7 @@ class CameraRunner:
             "corrupt": src.corrupt if src else 0,
             "reconnects": src.reconnects if src else 0,
             "inference_errors": self.inference_errors,
-            "frame_age_ms": {**_percentiles(self.ages), "last": last},
+            "frame_age_ms": {**percentiles(self.ages, digits=2), "last": last},
             "queue_depth": self.engine.queue_depth,
             "motion_skipped": self.gate.skipped if self.gate is not None else 0,
             "stages": {**self.times.summary(), **self._classifier_stages()},

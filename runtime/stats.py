@@ -11,6 +11,15 @@ from typing import Any
 import numpy as np
 
 
+def percentiles(values: Any, qs: tuple[int, ...] = (50, 95), digits: int = 3) -> dict[str, float]:
+    """{"p50": .., "p95": ..} of `values` (any iterable of numbers), rounded; {} when there are none. The one place
+    the runtime, the benchmark and the reports compute their percentiles."""
+    arr = np.fromiter(values, dtype=np.float64)
+    if arr.size == 0:
+        return {}
+    return {f"p{q}": round(float(v), digits) for q, v in zip(qs, np.percentile(arr, qs), strict=True)}
+
+
 class StageTimes:
     """Record seconds per named stage; summaries in milliseconds."""
 
@@ -32,12 +41,12 @@ class StageTimes:
     def summary(self) -> dict[str, dict[str, Any]]:
         out = {}
         for stage, values in self._samples.items():
-            arr = np.asarray(values) * 1000.0
+            pct = percentiles(v * 1000.0 for v in values)
             out[stage] = {
                 "count": self._count[stage],
                 "mean_ms": round(self._total[stage] * 1000.0 / self._count[stage], 3),
-                "p50_ms": round(float(np.percentile(arr, 50)), 3),
-                "p95_ms": round(float(np.percentile(arr, 95)), 3),
+                "p50_ms": pct["p50"],
+                "p95_ms": pct["p95"],
             }
         return out
 
