@@ -337,6 +337,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         multi = MultiCameraRunner(load_cameras_config(args.config)).run(duration=args.duration)
         _emit(args, multi.to_dict(), multi.format_table())
+        failed = [c for c in multi.cameras if c["error"]]
+        if failed and len(failed) == len(multi.cameras):  # nothing is left doing the job: a supervisor must know
+            print(f"error: every camera stopped; {failed[0]['camera']}: {failed[0]['error']}", file=sys.stderr)
+            return 1
         return 0
     if not args.bundle or not args.source:
         raise EdgecamError("give a BUNDLE and --source, or --config cameras.yaml", fix="see `edgecam run --help`")

@@ -84,6 +84,9 @@ class CameraConfig:
     motion: MotionConfig | None = None
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     sinks: SinkConfig = field(default_factory=SinkConfig)
+    track: bool = True  # detection bundles: follow boxes with the tracker (ids in the JSON lines, scenarios)
+    conf: float | None = None  # detector thresholds; None = the manifest's
+    iou: float | None = None
 
 
 @dataclass(frozen=True)

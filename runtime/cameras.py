@@ -1,10 +1,11 @@
 """Several cameras in one process: `MultiCameraRunner(load_cameras_config(path)).run(duration)`.
 
-Each camera has a reader thread (a live source keeps only the newest frame and reconnects on its own) and one
-processing thread: motion gate -> shared engine -> tracker -> scenario -> annotate -> its sinks, MQTT, the state
-registry. Cameras running the same bundle share one loaded model (`SharedEngine`): two engines in one process slow
-each other down. A camera that fails or goes offline never stops the others. Memory stays bounded: one frame slot
-per live source, fixed-size windows for the statistics, no per-frame history.
+Each camera has a reader (a live source keeps only the newest frame on its own thread and reconnects; a file or
+folder decodes ahead on a thread, nothing dropped) and one processing thread running the per-frame path of
+`runtime/processor.py`; the camera adds MQTT, the state registry and its statistics. Cameras running the same bundle
+share one loaded model (`SharedEngine`): two engines in one process slow each other down. A camera that fails or
+goes offline never stops the others. Memory stays bounded: one frame slot per live source, fixed-size windows for
+the statistics, no per-frame history. A single camera (`edgecam run --source`) runs on the caller's thread.
 """
 
 from __future__ import annotations
@@ -13,33 +14,25 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-import cv2
-import numpy as np
-
-from edgecam.runtime.annotate import draw_classifications, draw_detections, draw_stats
 from edgecam.runtime.camera_config import CameraConfig, RuntimeConfig
 from edgecam.runtime.engine import SharedEngine
-from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.live import LiveSource
 from edgecam.runtime.model import Model
-from edgecam.runtime.motion import MotionGate
-from edgecam.runtime.pipeline import DEFAULT_VIDEO_FPS, task_runner, validate_rois
+from edgecam.runtime.prefetch import Prefetcher
+from edgecam.runtime.processor import FrameProcessor
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED
-from edgecam.runtime.scenarios import create_scenario
-from edgecam.runtime.sinks.jsonl import JsonlSink, to_jsonable
-from edgecam.runtime.sinks.snapshots import SnapshotSink
-from edgecam.runtime.sinks.video import VideoSink
+from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.sources import CaptureFactory, Source, open_source
 from edgecam.runtime.state import StateRegistry
 from edgecam.runtime.stats import percentiles
-from edgecam.runtime.types import Detections, Event, Frame
+from edgecam.runtime.types import Event, Frame
 
 PUBLISH_EVERY = 0.5  # seconds between stats updates (registry, telemetry, MQTT state)
-LIVE_VIEW_FPS = 10.0  # JPEG encodes for the HTTP live view at most this often per camera
 
 
 class EventSink(Protocol):
@@ -51,7 +44,7 @@ class EventSink(Protocol):
 
 
 class CameraRunner:
-    """One camera's processing thread, tracker, scenario, sinks and statistics."""
+    """One camera's source, processing loop, events, state and statistics."""
 
     def __init__(
         self,
@@ -66,53 +59,60 @@ class CameraRunner:
         self.cfg, self.engine, self.classifier_engine = cfg, engine, classifier
         self.model = engine.view()
         self.classifier = classifier.view() if classifier is not None else None
-        self.runner = task_runner(self.model.bundle)
-        self.state, self.sinks, self.telemetry, self.live_view = registry.camera(cfg.name), sinks, telemetry, live_view
-        self.scenario = create_scenario(cfg.scenario, cfg.scenario_config, self.model.class_names, cfg.name)
-        self.tracker = None
-        if self.model.task == "detect":
-            from edgecam.runtime.tracker import ByteTracker
-
-            self.tracker = ByteTracker(**cfg.tracker)  # checked, with the scenario's min_track_hits, by the config
-        self.rois = list(cfg.rois) or list(getattr(self.scenario, "rois", lambda: [])())
-        self.gate = MotionGate(cfg.motion) if cfg.motion is not None else None
-        self.times = self.model.times  # the view records preprocess / infer / postprocess; the loop adds the rest
+        self.state, self.sinks, self.telemetry = registry.camera(cfg.name), sinks, telemetry
+        self.processor = FrameProcessor(
+            cfg,
+            self.model,
+            self.classifier,
+            emit=self._record_event,
+            on_jpeg=self.state.set_jpeg if live_view else None,
+            fps=lambda: self._fps()[1],
+            warn=self._warn,
+        )
+        self.times = self.model.times
         self.events: Counter[str] = Counter()
-        self.frames_out = self.inference_errors = 0
         self.failures: Counter[str] = Counter()  # by kind: sink methods, snapshots, inference
         self.ages: deque[float] = deque(maxlen=512)
         self.error: str | None = None
+        self.exception: BaseException | None = None  # what ended the camera, for callers that re-raise it
+        self.max_frames: int | None = None
+        self.deadline: float | None = None  # time.monotonic() at which the camera stops
+        self.progress: Callable[[int, float], None] | None = None  # a camera on the caller's thread reports here
         self._rates: deque[tuple[float, int, int]] = deque(maxlen=12)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._reset_tracker = self._online = False
-        self._last_ts = float("-inf")
-        self._last_publish = self._last_jpeg = 0.0
+        self._online = False
+        self._last_publish = 0.0
         self._started = self._ended = 0.0
         self._stack = ExitStack()
         self.source: Source | None = None
-        self.thread = threading.Thread(target=self._loop, name=f"edgecam-cam-{cfg.name}", daemon=True)
+        self.thread = threading.Thread(target=self.loop, name=f"edgecam-cam-{cfg.name}", daemon=True)
+
+    @property
+    def frames_out(self) -> int:
+        return self.processor.frames
+
+    @property
+    def inference_errors(self) -> int:
+        return self.processor.inference_errors
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def open(self, capture_factory: CaptureFactory | None = None) -> None:
-        """Open the source and the file sinks on the caller's thread: a bad file fails before anything runs."""
+        """Open the source and the output files on the caller's thread: a bad file fails before anything runs."""
         c = self.cfg
         options = {"resolution": c.resolution, "reconnect": c.reconnect, "on_event": self._source_event}
         src = open_source(c.source, c.max_fps, c.stride, capture_factory=capture_factory, **options)
         self.source = self._stack.enter_context(src)
-        s = c.sinks
-        self.jsonl = self._stack.enter_context(JsonlSink(s.jsonl, self.model.class_names)) if s.jsonl else None
-        fps = self.source.fps or DEFAULT_VIDEO_FPS
-        self.video = self._stack.enter_context(VideoSink(s.video, fps=fps)) if s.video else None
-        max_bytes = int(s.snapshot_max_mb * 1e6)
-        self.snapshots = SnapshotSink(s.snapshots, s.snapshot_max_count, max_bytes) if s.snapshots else None
+        self.processor.check_size(self.source.size)  # files know their size: a bad ROI fails before any output
+        self._stack.callback(self.processor.close)
+        self.processor.open(self.source.fps)
 
     def start(self) -> None:
         self._started = time.monotonic()
         self.thread.start()
 
     def close(self) -> None:
-        """Close the source and sinks (the loop does this itself; for a camera that never started)."""
+        """Close the source and the outputs (the loop does this itself; for a camera that never started)."""
         self._stack.close()
 
     def request_stop(self) -> None:
@@ -122,110 +122,52 @@ class CameraRunner:
             self.source.close()
 
     # --- the loop -------------------------------------------------------------------------------------------
-    def _loop(self) -> None:
+    def loop(self) -> None:
+        """Read and process frames until the source ends, a stop is asked for, `max_frames` or the deadline."""
         assert self.source is not None
+        self._started = self._started or time.monotonic()
         live = isinstance(self.source, LiveSource)
         try:
-            frames = iter(self.source)
+            # Files and folders decode ahead on a thread (order kept, nothing dropped); live sources already do.
+            frames = iter(self.source) if live else self._stack.enter_context(Prefetcher(iter(self.source)))
             while not self._stop.is_set():
+                if self.max_frames is not None and self.processor.frames >= self.max_frames:
+                    break
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    break
                 t0 = time.perf_counter()
                 frame = next(frames, None)
                 if frame is None:
                     break
                 self.times.add("read", time.perf_counter() - t0)
-                self._process(frame, frame.timestamp if live else time.time())
+                captured = frame.timestamp if live else time.time()
+                self._process(frame, captured)
         except Exception as exc:  # one camera's failure is reported and ends that camera only
+            self.exception = exc
             self.error = f"{type(exc).__name__}: {exc}"
             print(f"warning: camera {self.cfg.name}: stopped: {self.error}", file=sys.stderr, flush=True)
         finally:
             self._ended = time.monotonic()
-            self.close()  # sinks flushed, source released
+            self.close()  # outputs flushed, source released
             self._publish(force=True, online=False)
             self._set_online(False)
 
     def _process(self, frame: Frame, captured: float) -> None:
-        if frame.timestamp < self._last_ts:  # image folders stamp frames by mtime; trackers need time to run forward
-            frame = replace(frame, timestamp=self._last_ts)
-        self._last_ts = frame.timestamp
         if not self._online:
             self._online = True
             self._set_online(True)
-            if self.rois:  # checked against the first real frame: a slot outside it is a config error
-                self.rois = validate_rois(self.rois, frame.width, frame.height)
-        t0 = time.perf_counter()
-        if self.gate is not None and not self.gate.check(frame.image, frame.timestamp):
-            self.times.add("motion", time.perf_counter() - t0)
-            return self._publish()
-        try:
-            results = self.runner.process(self.model, frame, self.rois if self.model.task == "classify" else None)
-            classifications = results if self.model.task == "classify" else None
-            if self.classifier is not None:
-                classifications = self.classifier.classify_frame(frame, self.rois or None)
-        except Exception as exc:  # a failed inference skips the frame; the count shows it
-            self.inference_errors += 1
-            self._warn("inference", exc)
-            return self._publish()
-        t1 = time.perf_counter()
-        detections, tracks = None, []
-        if self.tracker is not None:
-            if self._reset_tracker:  # after a reconnect the old tracks are meaningless
-                self.tracker.reset()
-                self._reset_tracker = False
-            detections = self.tracker.update(results[0], frame.timestamp)
-            tracks = self.tracker.tracks
-        t2 = time.perf_counter()
-        events = self.scenario.update(frame, detections, tracks, classifications)
-        t3 = time.perf_counter()
-        self.ages.append((time.time() - captured) * 1000.0)
-        self.frames_out += 1
-        image = None
-        jpeg_due = self.live_view and time.monotonic() - self._last_jpeg >= 1.0 / LIVE_VIEW_FPS
-        if self.video is not None or jpeg_due or any(e.data.get("snapshot") for e in events):
-            image = self._draw(frame, detections if detections is not None else results, classifications)
-        t4 = time.perf_counter()
-        for event in events:
-            if event.data.get("snapshot") and self.snapshots is not None and image is not None:
-                try:
-                    path = self.snapshots.save(image, event)
-                except EdgecamError as exc:  # a full disk loses the picture, not the event or the camera
-                    self._warn("snapshot", exc)
-                    path = None
-                if path is not None:
-                    event.data["snapshot_path"] = str(path)
-            self._record_event(event)
-        if self.jsonl is not None:
-            shown = [detections] if detections is not None else results
-            extra: dict[str, Any] = {"events": [e.to_dict() for e in events]} if events else {}
-            if self.classifier is not None and classifications:
-                extra["classifications"] = classifications
-            self.jsonl.write(frame, self.runner.records(shown, self.model.class_names), **extra)
-        if self.video is not None and image is not None:
-            self.video.write(image)
-        if jpeg_due and image is not None:
-            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if ok:
-                self.state.set_jpeg(jpeg.tobytes())
-                self._last_jpeg = time.monotonic()
-        for stage, seconds in (("track", t2 - t1), ("scenario", t3 - t2), ("annotate", t4 - t3)):
-            self.times.add(stage, seconds)
-        self.times.add("write", time.perf_counter() - t4)
+        result = self.processor.process(frame)
+        if not result.skipped and result.error is None:
+            self.ages.append((time.time() - captured) * 1000.0)
         self._publish()
-
-    def _draw(self, frame: Frame, results: Any, classifications: Any) -> np.ndarray:
-        if isinstance(results, Detections):
-            image = draw_detections(frame.image, results, self.model.class_names)
-        else:
-            image = self.runner.draw(frame.image, results, self.model.class_names)
-        if self.classifier is not None and classifications:
-            image = draw_classifications(image, classifications)
-        fps = self._fps()[1]
-        return draw_stats(image, fps=fps or None)  # no FPS overlay until a rate is known
+        if self.progress is not None and not self.thread.ident:
+            self.progress(self.processor.frames, time.monotonic() - self._started)
 
     # --- events, state, statistics ---------------------------------------------------------------------------
     def _source_event(self, event: Event) -> None:
         """From the reader thread: a lost or restored source."""
         if event.kind == SOURCE_RESTORED:
-            self._reset_tracker = True
+            self.processor.reset_tracker = True
         self._record_event(event)
         self._set_online(event.kind != SOURCE_LOST)
 
@@ -279,7 +221,7 @@ class CameraRunner:
             "inference_errors": self.inference_errors,
             "frame_age_ms": {**percentiles(self.ages, digits=2), "last": last},
             "queue_depth": self.engine.queue_depth,
-            "motion_skipped": self.gate.skipped if self.gate is not None else 0,
+            "motion_skipped": self.processor.gate.skipped if self.processor.gate is not None else 0,
             "stages": {**self.times.summary(), **self._classifier_stages()},
         }
 
@@ -297,7 +239,7 @@ class CameraRunner:
         stats = self.stats()
         if online is not None:
             stats["online"] = online
-        scenario = self.scenario.state()
+        scenario = self.processor.scenario.state()
         self.state.update(stats=stats, scenario=scenario)
         if self.telemetry is not None:
             self.telemetry.record(self.cfg.name, stats)
@@ -318,6 +260,10 @@ class CameraRunner:
             "fps_out": round(self.frames_out / seconds, 2),
             **{k: stats[k] for k in ("frame_age_ms", "dropped", "reconnects", "motion_skipped", "inference_errors")},
             "events": events,
+            "labels": dict(self.processor.labels.most_common()),
+            "stages": stats["stages"],
+            "source_stats": self.source.stats().to_dict() if self.source is not None else {},
+            "outputs": self.processor.outputs(),
             "error": self.error,
         }
 
@@ -362,21 +308,26 @@ class MultiCameraRunner:
         self.config, self.capture_factory = config, capture_factory
         self.registry = StateRegistry()
         self.extra_sinks = list(sinks or [])
-        self.engines: dict[tuple[str, str, str | None], SharedEngine] = {}
+        self.engines: dict[tuple[Any, ...], SharedEngine] = {}
         self.cameras: list[CameraRunner] = []
         self._closers: list[Any] = []
         self.telemetry: Any = None  # Telemetry and HttpServer when `http` is configured
         self.http: Any = None
 
-    def _engine(self, bundle: Any, backend: str, variant: str | None) -> SharedEngine:
-        key = (str(bundle.resolve()), backend, variant)
+    def _engine(
+        self, bundle: Any, backend: str, variant: str | None, conf: float | None = None, iou: float | None = None
+    ) -> SharedEngine:
+        """The shared engine of (bundle, backend, variant, thresholds), loaded on first use."""
+        key = (str(bundle.resolve()), backend, variant, conf, iou)
         if key not in self.engines:
-            model = Model(bundle, backend=backend, variant=variant, threads=self.config.threads, mode=self.config.mode)
-            self.engines[key] = SharedEngine(model, self.config.workers)
+            c = self.config
+            model = Model(bundle, backend, variant, threads=c.threads, conf=conf, iou=iou, mode=c.mode)
+            self.engines[key] = SharedEngine(model, c.workers)
         return self.engines[key]
 
-    def start(self) -> None:
-        """Load models, open sources and sinks, start MQTT and HTTP, then every camera's threads."""
+    def start(self, threads: bool = True) -> None:
+        """Load models, open sources and sinks, start MQTT and HTTP, then every camera's thread (with `threads`;
+        without, the caller runs the cameras' loops)."""
         try:
             sinks = list(self.extra_sinks)
             if self.config.mqtt is not None:
@@ -396,13 +347,13 @@ class MultiCameraRunner:
                 self.http = HttpServer(self.registry, self.telemetry, http.host, http.port).start()
                 self._closers.append(self.http.stop)
             for c in self.config.cameras:
-                engine = self._engine(c.bundle, c.backend, c.variant)
+                engine = self._engine(c.bundle, c.backend, c.variant, c.conf, c.iou)
                 classifier = self._engine(c.classifier, c.backend, None) if c.classifier is not None else None
                 live_view = self.http is not None
                 cam = CameraRunner(c, engine, classifier, self.registry, sinks, self.telemetry, live_view)
                 self.cameras.append(cam)
                 cam.open(self.capture_factory)
-            for cam in self.cameras:
+            for cam in self.cameras if threads else []:
                 cam.start()
         except BaseException:
             self.stop()
@@ -415,22 +366,38 @@ class MultiCameraRunner:
         for cam in self.cameras:
             if cam.thread.is_alive():
                 cam.thread.join(timeout)
-            elif not cam.thread.ident:  # opened but never started: close its files here
+            else:  # never started, or ran on the caller's thread: close its files here (a second close is a no-op)
                 cam.close()
         for engine in self.engines.values():
             engine.close()
         while self._closers:
             self._closers.pop()()
 
-    def run(self, duration: float | None = None) -> MultiRunSummary:
-        """Run until every camera has ended (files end; live sources run on), `duration` seconds, or Ctrl-C."""
+    def run(
+        self,
+        duration: float | None = None,
+        max_frames: int | None = None,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> MultiRunSummary:
+        """Run until every camera has ended (files end; live sources run on), `duration` seconds, `max_frames`
+        processed per camera, or Ctrl-C. One camera runs on this thread (Ctrl-C lands where the work is);
+        several run on their own. `progress(frames, seconds)` is called as frames are processed."""
         start = time.monotonic()
         interrupted = False
-        self.start()
+        inline = len(self.config.cameras) == 1
+        self.start(threads=not inline)
+        for cam in self.cameras:
+            cam.max_frames = max_frames
+            cam.deadline = start + duration if duration is not None else None
+            cam.progress = progress
         try:
+            if inline:
+                self.cameras[0].loop()
             while any(c.thread.is_alive() for c in self.cameras):
                 if duration is not None and time.monotonic() - start >= duration:
                     break
+                if progress is not None:
+                    progress(sum(c.frames_out for c in self.cameras), time.monotonic() - start)
                 time.sleep(0.05)
         except KeyboardInterrupt:
             interrupted = True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -11,12 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecam.runtime import pipeline
 from edgecam.runtime.bundle import MANIFEST
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model
 from edgecam.runtime.pipeline import RunSummary, run, validate_rois
-from edgecam.runtime.sources import open_source
 
 BACKEND_VARIANT = {"openvino": "openvino-fp32", "onnxruntime": "onnx-fp32"}
 MODEL_STAGES = {"read", "preprocess", "infer", "postprocess"}
@@ -118,8 +115,7 @@ def test_live_source_run(tiny_bundle, monkeypatch):
         def release(self):
             pass
 
-    monkeypatch.setattr(pipeline, "open_source", functools.partial(open_source, capture_factory=lambda _: RedCamera()))
-    summary = run(tiny_bundle, "0", max_frames=5)
+    summary = run(tiny_bundle, "0", max_frames=5, capture_factory=lambda _: RedCamera())
     assert summary.frames == 5 and summary.label_counts == {"red": 5}
     assert summary.source_stats["read"] == summary.source_stats["delivered"] + summary.source_stats["dropped"]
 

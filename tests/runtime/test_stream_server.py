@@ -6,8 +6,12 @@ one client, so readiness is checked in /proc/net/tcp (a probing connection would
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -73,3 +77,48 @@ def test_live_source_recovers_when_the_stream_server_restarts(small_video):
     indices = [f.index for f in frames]
     assert indices == sorted(set(indices))  # never a frame twice or out of order across the reconnect
     assert not consumer.is_alive() and time.monotonic() - t0 < 30
+
+
+def test_edgecam_run_source_url_reconnects_after_the_server_restarts(small_video, tiny_bundle, tmp_path):
+    """`edgecam run --source URL` is a one-camera configuration: a dropped stream comes back, as under --config."""
+    server = MjpegServer(small_video, free_port()).start()
+    out = tmp_path / "run.jsonl"
+    cmd = [sys.executable, "-m", "edgecam", "run", str(tiny_bundle), "--source", server.url, "--jsonl", str(out)]
+    proc = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def lines() -> int:
+        return len(out.read_text().splitlines()) if out.exists() else 0
+
+    try:
+        wait_for(lambda: lines() >= 5, 20, "the first frames")
+        server.stop()  # the camera goes away ...
+        time.sleep(1.5)
+        assert proc.poll() is None, "the run ended when the stream dropped"
+        before = lines()
+        server.start()  # ... and comes back on the same address
+        wait_for(lambda: lines() >= before + 5, 20, "frames after the restart")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+        server.stop()
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] and summary["source_stats"]["reconnects"] >= 1
+    assert summary["frames"] == lines() and summary["frames"] >= before + 5
+
+
+def test_run_config_exits_non_zero_when_every_camera_stopped(small_video, tiny_bundle, tmp_path, capsys):
+    """A live camera whose ROI lies outside its frames (known only once frames arrive) stops; with no camera left
+    doing the job the run exits 1 and says why in one line."""
+    from edgecam.cli import main
+
+    with MjpegServer(small_video, free_port()) as server:
+        config = tmp_path / "cameras.yaml"
+        config.write_text(
+            f"cameras:\n  - name: door\n    source: {server.url}\n    bundle: {tiny_bundle}\n"
+            "    rois: [[0, 0, 500, 500]]\n"
+        )
+        code = main(["run", "--config", str(config), "--duration", "30"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "every camera stopped; door:" in err and "outside the 160x120 frame" in err
