@@ -140,8 +140,7 @@ class CameraRunner:
                 if frame is None:
                     break
                 self.times.add("read", time.perf_counter() - t0)
-                captured = frame.timestamp if live else time.time()
-                self._process(frame, captured)
+                self._process(frame)
         except Exception as exc:  # one camera's failure is reported and ends that camera only
             self.exception = exc
             self.error = f"{type(exc).__name__}: {exc}"
@@ -152,13 +151,13 @@ class CameraRunner:
             self._publish(force=True, online=False)
             self._set_online(False)
 
-    def _process(self, frame: Frame, captured: float) -> None:
+    def _process(self, frame: Frame) -> None:
         if not self._online:
             self._online = True
             self._set_online(True)
         result = self.processor.process(frame)
         if not result.skipped and result.error is None:
-            self.ages.append((time.time() - captured) * 1000.0)
+            self.ages.append((time.time() - frame.arrived) * 1000.0)
         self._publish()
         if self.progress is not None and not self.thread.ident:
             self.progress(self.processor.frames, time.monotonic() - self._started)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,7 +95,7 @@ def resize_frame(frame: Frame, resolution: Resolution) -> Frame:
         return frame
     shrink = w * h < frame.width * frame.height
     image = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return Frame(image, timestamp=frame.timestamp, source_id=frame.source_id, index=frame.index)
+    return Frame(image, timestamp=frame.timestamp, source_id=frame.source_id, index=frame.index, arrived=frame.arrived)
 
 
 class Source:
@@ -119,7 +119,7 @@ class Source:
         self.size: tuple[int, int] | None = self.resolution  # (width, height) where known
         self._stats = SourceStats()
         self._closed = False
-        self._last_yield = 0.0
+        self._due: float | None = None  # monotonic time the last paced frame was due
         self._first: Frame | None = None
 
     def __iter__(self) -> Iterator[Frame]:
@@ -135,20 +135,27 @@ class Source:
         """Ordered sources: the frame peeked at open (proof the source decodes), then `_read()` until None."""
         frame, self._first = self._first, None
         while frame is not None:
-            self._pace()
-            yield frame
+            due = self._pace()
+            yield replace(frame, arrived=due) if due is not None else frame
             frame = self._read()
 
     def _read(self) -> Frame | None:
         raise NotImplementedError
 
-    def _pace(self) -> None:
-        """Hold the consumer to `max_fps` (wall clock); files are slowed down, live frames keep being replaced."""
-        if self.max_fps:
-            wait = self._last_yield + 1.0 / self.max_fps - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        self._last_yield = time.monotonic()
+    def _pace(self) -> float | None:
+        """Hold the consumer to `max_fps` on a fixed schedule, as a camera delivers frames; returns the wall-clock
+        time this frame was due (None without `max_fps`). A consumer that falls behind gets frames at once, and their
+        age shows the delay; more than a second behind, the schedule restarts from now."""
+        if not self.max_fps:
+            return None
+        now = time.monotonic()
+        if self._due is None or now - self._due > 1.0:
+            self._due = now
+        else:
+            self._due += 1.0 / self.max_fps
+        if self._due > now:
+            time.sleep(self._due - now)
+        return time.time() - (time.monotonic() - self._due)
 
     def stats(self) -> SourceStats:
         return self._stats

@@ -11,12 +11,17 @@ import numpy as np
 
 @dataclass
 class Frame:
-    """One decoded image (BGR, HxWx3 uint8) with where and when it came from."""
+    """One decoded image (BGR, HxWx3 uint8) with where and when it came from.
+
+    `timestamp` is the frame's time in its source (seconds in a file, wall clock for a live camera); `arrived` is
+    the wall-clock time it became available to the runtime (read from a camera, or due by a paced file's schedule):
+    a frame's age is measured from it."""
 
     image: np.ndarray
     timestamp: float = field(default_factory=time.time)
     source_id: str = "0"
     index: int = 0
+    arrived: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, np.ndarray) or self.image.ndim != 3 or self.image.shape[2] != 3:

@@ -110,6 +110,23 @@ def test_max_fps_paces_a_file_without_dropping(synthetic_video):
     assert [f.index for f in frames] == list(range(6))
 
 
+def test_a_paced_file_keeps_a_camera_schedule_and_stamps_when_each_frame_was_due(synthetic_video):
+    """A slow consumer does not push the schedule back (as a camera would not wait): later frames come at once and
+    their `arrived` stays on the grid, so the frame age shows the delay."""
+    period = 1 / 20
+    with open_source(str(synthetic_video.path), max_fps=20) as src:
+        frames = []
+        for frame in src:
+            frames.append(frame)
+            if len(frames) == 3:
+                time.sleep(4 * period)  # the consumer stalls for four frame intervals
+            if len(frames) == 8:
+                break
+    steps = np.diff([f.arrived for f in frames])
+    assert np.allclose(steps, period, atol=0.012), steps  # on the grid, despite the stall
+    assert [f.index for f in frames] == list(range(8))  # and nothing dropped
+
+
 def test_corrupt_frames_in_a_file_are_skipped_and_counted():
     script = [numbered(0), None, numbered(2), np.zeros((4, 6), np.uint8), numbered(4)]
     src = VideoFileSource("fake.mp4", capture_factory=lambda _: ScriptedCapture(script))
