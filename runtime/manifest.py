@@ -23,6 +23,8 @@ class _Open(BaseModel):
 
 
 class FileEntry(_Open):
+    """One file of a variant, as `edgecam verify` checks it."""
+
     sha256: str = Field(description="hex SHA-256 of the file, checked by `edgecam verify`")
     size_bytes: int | None = Field(None, description="file size in bytes")
 

@@ -179,7 +179,11 @@ class CameraConfig(StrictModel):
     max_fps: Float | None = Field(None, ge=0.01, description="process at most this many frames per second")
     stride: Int = Field(1, ge=1, description="process every n-th frame")
     resolution: tuple[int, int] | None = Field(None, description="resize frames to [width, height] pixels")
-    motion: MotionSettings | None = Field(None, description="motion gate; `true` for the defaults, null: off")
+    motion: MotionSettings | None = Field(
+        None,
+        description="motion gate: skip inference while nothing moves; `true` for the defaults, null or false: off",
+        json_schema_extra=lambda schema: schema["anyOf"].append({"type": "boolean"}),
+    )
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings, description="live source reconnection")
     sinks: SinkConfig = Field(default_factory=SinkConfig, description="outputs")
 

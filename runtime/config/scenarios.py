@@ -42,6 +42,8 @@ class NoScenarioSettings(ScenarioSettings):
 
 # ---- security --------------------------------------------------------------------------------------------------
 class ZoneSettings(StrictModel):
+    """A zone: `zone_enter` / `zone_exit` when a track's ground point crosses its border, `loitering` on a long stay."""
+
     name: Name
     polygon: Polygon = Field(
         description="corners [[x, y], ...] in frame pixels (after `resolution`); a track is in the zone when the "
@@ -57,6 +59,8 @@ class ZoneSettings(StrictModel):
 
 
 class LineSettings(StrictModel):
+    """A counting line: `line_cross` events and in / out counts."""
+
     name: Name
     points: Segment = Field(
         description="[[x1, y1], [x2, y2]] in frame pixels; crossing to the right of a->b as seen on screen is `in`"
@@ -71,6 +75,8 @@ class LineSettings(StrictModel):
 
 
 class TamperSettings(StrictModel):
+    """Camera tamper (covered, defocused, moved) from the scene classifier, with hysteresis."""
+
     label: str = Field("tampered", min_length=1, description="the scene classifier's class that means tampering")
     threshold: Float = Field(0.5, ge=0, le=1, description="the tampered score must reach this (0..1)")
     on_seconds: Float = Field(3.0, ge=0, description="`tamper` after the tampered reading holds this long, seconds")
@@ -83,6 +89,8 @@ class TamperSettings(StrictModel):
 
 
 class SecuritySettings(ScenarioSettings):
+    """Zones (enter / exit / loitering), counting lines and camera tamper; zones and lines need a detection bundle."""
+
     zones: list[ZoneSettings] = Field(default_factory=list, description="polygons: enter / exit / loitering events")
     lines: list[LineSettings] = Field(default_factory=list, description="counting lines: `line_cross` events")
     debounce_frames: Int = Field(
@@ -100,7 +108,7 @@ class SecuritySettings(ScenarioSettings):
     tamper: TamperSettings | None = Field(
         default_factory=TamperSettings,
         description="camera tamper from the scene classifier; `false` turns it off",
-        json_schema_extra={"anyOf": [{"$ref": "#/$defs/TamperSettings"}, {"const": False}]},
+        json_schema_extra=lambda schema: schema["anyOf"].append({"const": False}),
     )
 
     @field_validator("tamper", mode="before")
@@ -124,12 +132,16 @@ class SecuritySettings(ScenarioSettings):
 
 # ---- retail ----------------------------------------------------------------------------------------------------
 class SlotSettings(StrictModel):
+    """One shelf slot."""
+
     name: Name
     roi: ROI = Field(description="[x, y, w, h] in frame pixels")
     expected_sku: str | None = Field(None, description="planogram: the detector class that belongs here")
 
 
 class RowSettings(StrictModel):
+    """A shelf row cut into equal slots."""
+
     name: Name = Field(description="slots are named `<row>-1`, `<row>-2`, ...")
     y: Span = Field(description="[y0, y1] in frame pixels")
     slots: Int = Field(ge=1, description="equal slots the row is cut into")
@@ -146,6 +158,8 @@ class RowSettings(StrictModel):
 
 
 class OcclusionSettings(StrictModel):
+    """What hides a slot: its timers neither advance nor reset while a shopper stands in front of it."""
+
     classes: Classes = Field(
         None,
         description="detections or tracks of these classes hide the slots they cover; "
@@ -156,6 +170,8 @@ class OcclusionSettings(StrictModel):
 
 
 class RetailSettings(ScenarioSettings):
+    """Per-slot stock state (stocked / low / empty), out-of-stock alerts that ignore shoppers, facings, planogram."""
+
     slots: list[SlotSettings] | None = Field(None, description="explicit slots (give `slots` or `rows`)")
     rows: list[RowSettings] | None = Field(None, description="rows cut into equal slots (give `slots` or `rows`)")
     x: Span | None = Field(None, description="[x0, x1] in frame pixels shared by rows")
