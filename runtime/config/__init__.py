@@ -14,9 +14,8 @@ from edgecam.runtime.config.cameras import (
     SecurityCamera,
     SinkConfig,
     TrackerSettings,
-    load_cameras_config,
-    parse_runtime_config,
 )
+from edgecam.runtime.config.loader import load_cameras_config, parse_runtime_config
 from edgecam.runtime.config.scenarios import (
     SCENARIO_SETTINGS,
     LineSettings,
