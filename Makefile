@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= runs/demo
 
-.PHONY: install system-deps demo test test-fast lint format bench bench-real clean
+.PHONY: install system-deps demo test test-fast lint format docs bench bench-real clean
 
 # torch==2.13.0 first: that exact pin takes the CPU build; a bare `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -46,6 +46,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# docs/configuration.md from the configuration models (a test fails while it is stale).
+docs: install
+	$(BIN)/python -m edgecam.runtime.config.docs --out docs/configuration.md
 
 # The whole benchmark: the demo models and the runtime, then the real-image section (hours on 2 cores; results are
 # reused while the training code is unchanged).

@@ -386,6 +386,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from edgecam.runtime.config.docs import schema_json
+
+    text = schema_json(args.what)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from edgecam.train.registry import list_models, model_task
 
@@ -586,6 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="inputs per call, e.g. 20 slot crops of one frame")
 
     add("models", cmd_models, "list the registered model families")
+
+    p = add("schema", cmd_schema, "print the JSON Schema of cameras.yaml or of a bundle's edgecam.json")
+    p.add_argument("what", choices=["cameras", "manifest"])
+    p.add_argument("--out", type=Path, help="write it to this file instead of stdout")
 
     p = add("bench-report", cmd_bench_report, "benchmark the demo bundle side by side and write BENCHMARKS.md")
     p.add_argument("--work", default="runs/demo", help="demo folder (built first when missing)")

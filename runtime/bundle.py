@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.manifest import SCHEMA_VERSION as SCHEMA_VERSION  # exporters import it from here
+from edgecam.runtime.manifest import Manifest, parse_manifest
 from edgecam.runtime.preprocess import PreprocessSpec
 
 MANIFEST = "edgecam.json"
-SCHEMA_VERSION = 1
 TASKS = ("classify", "detect")
 # The keys that also travel inside ONNX metadata_props and OpenVINO rt_info, so a lone model file is usable.
 METADATA_KEYS = ("edgecam_schema", "task", "class_names", "preprocess", "model", "detect")
@@ -63,8 +64,9 @@ class Bundle:
     """A parsed bundle directory."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # as written, every key (exporters add keys the runtime does not read)
     variants: dict[str, Variant]
+    checked: Manifest | None = None  # the typed view of the keys the runtime relies on (set by load_bundle)
 
     @property
     def task(self) -> str:
@@ -132,24 +134,10 @@ def load_bundle(path: str | Path, check: bool = True) -> Bundle:
         manifest = json.loads(mpath.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgecamError(f"corrupt manifest: {exc}", path=mpath, fix="re-export the bundle") from None
-    if not isinstance(manifest, dict):
-        raise EdgecamError("corrupt manifest: not a JSON object", path=mpath, fix="re-export the bundle")
-    missing = [k for k in ("schema_version", "task", "class_names", "preprocess", "variants") if k not in manifest]
-    if missing:
-        raise EdgecamError(f"manifest lacks {missing}", path=mpath, fix="re-export the bundle")
-    if manifest["schema_version"] > SCHEMA_VERSION:
-        raise EdgecamError(
-            f"manifest schema {manifest['schema_version']} is newer than this edgecam ({SCHEMA_VERSION})",
-            path=mpath,
-            fix="upgrade edgecam on the device",
-        )
-    if manifest["task"] not in TASKS:
-        raise EdgecamError(f"unknown task {manifest['task']!r}", path=mpath)
     try:
+        checked = parse_manifest(manifest)
         variants = {n: Variant.from_dict(n, d) for n, d in manifest["variants"].items()}
-        if not variants:
-            raise EdgecamError("bundle lists no model variants")
-        bundle = Bundle(root, manifest, variants)
+        bundle = Bundle(root, manifest, variants, checked)
         bundle.preprocess  # noqa: B018 - validates the spec now rather than on the first frame
     except EdgecamError as exc:
         raise EdgecamError(exc.message, path=mpath, fix=exc.fix or "re-export the bundle") from None

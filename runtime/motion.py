@@ -72,7 +72,10 @@ class MotionConfig:
 class MotionGate:
     """`gate.check(image, timestamp)` -> True to process the frame, False to skip it (counted in `skipped`)."""
 
-    def __init__(self, config: MotionConfig | None = None) -> None:
+    def __init__(self, config: MotionConfig | Any = None) -> None:
+        """`config`: a `MotionConfig`, or the camera's typed `motion` settings (which convert themselves)."""
+        if config is not None and not isinstance(config, MotionConfig):
+            config = config.to_motion_config()
         self.config = config or MotionConfig()
         try:
             self.config.check()

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecam.runtime.bundle import load_bundle
-from edgecam.runtime.camera_config import CameraConfig, RuntimeConfig, SinkConfig
+from edgecam.runtime.camera_config import parse_runtime_config
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.processor import ROI, task_runner, validate_rois
-from edgecam.runtime.sources import CaptureFactory
+from edgecam.runtime.sources import CaptureFactory, is_live, source_not_found
 
 __all__ = ["RunSummary", "run", "validate_rois"]
 
@@ -109,19 +109,13 @@ def run(
         raise EdgecamError("--roi is for classifiers", path=loaded.root, fix="drop --roi to detect in whole frames")
     if (conf is not None or iou is not None) and loaded.task != "detect":
         raise EdgecamError("--conf and --iou are for detectors", path=loaded.root, fix="drop --conf / --iou")
-    camera = CameraConfig(
-        name="main",
-        source=str(source),
-        bundle=Path(bundle),
-        backend=backend,
-        variant=variant,
-        rois=tuple(tuple(r) for r in rois or ()),
-        sinks=SinkConfig(video=save_video, jsonl=jsonl),
-        track=False,
-        conf=conf,
-        iou=iou,
-    )
-    config = RuntimeConfig(path=Path(str(source)), cameras=(camera,), workers=1, threads=threads)
+    if not is_live(str(source)) and not Path(source).exists():  # named as the flag gave it, not as a config key
+        raise source_not_found(str(source))
+    camera: dict[str, Any] = {"name": "main", "source": str(source), "bundle": str(bundle), "backend": backend}
+    camera.update(variant=variant, rois=[list(r) for r in rois or ()], track=False, conf=conf, iou=iou)
+    camera["sinks"] = {k: str(v) for k, v in (("video", save_video), ("jsonl", jsonl)) if v is not None}
+    engine = {"workers": 1, "threads": threads}
+    config = parse_runtime_config({"cameras": [camera], "engine": engine}, "edgecam run", Path.cwd())
     runner = MultiCameraRunner(config, capture_factory=capture_factory)
     progress = _Progress(show_progress)
     multi = runner.run(max_frames=max_frames, progress=progress.update)

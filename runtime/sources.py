@@ -293,12 +293,15 @@ def open_source(
     *,
     capture_factory: CaptureFactory | None = None,
     resolution: Resolution | None = None,
-    reconnect: ReconnectPolicy | None = None,
+    reconnect: ReconnectPolicy | Any = None,
     on_event: EventCallback | None = None,
 ) -> Source:
     """Open a source by its spec: "0" (camera), rtsp://, http(s)://, a video file, an image folder or image.
 
-    `reconnect` (live sources only) keeps a camera that drops out or is down at start-up coming back."""
+    `reconnect` (live sources only) keeps a camera that drops out or is down at start-up coming back; the camera's
+    typed `reconnect` settings are taken as they are (they convert themselves)."""
+    if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
+        reconnect = reconnect.to_policy()
     spec = str(spec)
     factory = capture_factory or default_capture
     if is_live(spec):
@@ -310,6 +313,10 @@ def open_source(
         return ImageFolderSource(spec, max_fps, stride, resolution)
     if path.is_file():
         return VideoFileSource(spec, max_fps, stride, capture_factory=factory, resolution=resolution)
-    raise EdgecamError(
+    raise source_not_found(spec)
+
+
+def source_not_found(spec: str) -> EdgecamError:
+    return EdgecamError(
         "source not found", path=spec, fix="check the path, URL (rtsp://, http://) or camera index (0, 1, ...)"
     )

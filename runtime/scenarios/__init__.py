@@ -42,8 +42,11 @@ def scenario_names() -> list[str]:
     return sorted(_SCENARIOS)
 
 
-def create_scenario(name: str, config: dict[str, Any] | None, class_names: tuple[str, ...], source_id: str) -> Scenario:
-    """The scenario `name` built from its config; unknown names and bad config raise `EdgecamError`."""
+def create_scenario(name: str, config: Any, class_names: tuple[str, ...], source_id: str) -> Scenario:
+    """The scenario `name` built from its config (a mapping, or typed settings from `runtime.config`); unknown names
+    and bad config raise `EdgecamError`."""
+    if hasattr(config, "to_dict"):  # ScenarioSettings: already checked for shape; class names are checked here
+        config = config.to_dict()
     cls = _SCENARIOS.get(name)
     if cls is None:
         raise EdgecamError(f"unknown scenario {name!r}", fix=f"use one of: {', '.join(scenario_names())}")

@@ -242,8 +242,12 @@ def _camera(**changes) -> dict:
         ([_camera(resolution=[640])], {}, r"camera 'door': resolution: got \[640\]"),
         ([_camera(stride=0)], {}, "camera 'door': stride: got 0"),
         ([_camera(motion={"mask": [[[0, 0], [1, 1]]]})], {}, r"camera 'door': motion.mask\[0\]"),
-        ([_camera(tracker={"max_lots": 2})], {}, "camera 'door': tracker: .*max_lots"),
-        ([_camera(reconnect={"backoff": {"jitter": 2}})], {}, "camera 'door': reconnect: invalid backoff"),
+        ([_camera(tracker={"max_lots": 2})], {}, r"camera 'door': tracker.max_lots: unknown key \(use: high_thresh, "),
+        (
+            [_camera(reconnect={"backoff": {"jitter": 2}})],
+            {},
+            r"camera 'door': reconnect.backoff.jitter: got 2 \(use a value < 1\)",
+        ),
         ([_camera(sinks={"video": "out.mkv"})], {}, "camera 'door': sinks.video"),
         ([_camera(classifier="DETECT")], {}, "camera 'door': classifier: .* is a detect bundle"),
         ([_camera(), _camera()], {}, "duplicate camera name 'door'"),
@@ -264,7 +268,7 @@ def test_config_errors_name_the_file_the_camera_and_the_key(tmp_path, detect_bun
     with pytest.raises(EdgecamError, match=message) as info:
         load_cameras_config(path)
     text = str(info.value)
-    assert "\n" not in text and text.startswith(str(path))
+    assert "\n" not in text and text.startswith(str(path)) and info.value.fix
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
