@@ -35,21 +35,17 @@ def _cpu_seconds() -> float:
 
 def run_count(bundle: Path, variant: str, videos: list[Path], n: int, seconds: float, mode: str) -> dict[str, Any]:
     """In this process: `n` cameras for `WARMUP_SECONDS` + `seconds`; rates and CPU over the measured part only."""
-    from edgecam.runtime.camera_config import CameraConfig, RuntimeConfig
+    from edgecam.runtime.camera_config import parse_runtime_config
     from edgecam.runtime.cameras import MultiCameraRunner
     from edgecam.runtime.stats import percentiles
 
-    cameras = tuple(
-        CameraConfig(
-            name=f"cam{i:02d}",
-            source=str(videos[i % len(videos)].resolve()),
-            bundle=bundle.resolve(),
-            variant=variant,
-            max_fps=CAMERA_FPS,
-        )
+    cameras = [
+        {"name": f"cam{i:02d}", "source": str(videos[i % len(videos)].resolve()), "bundle": str(bundle.resolve()),
+         "variant": variant, "max_fps": CAMERA_FPS}
         for i in range(n)
-    )
-    runner = MultiCameraRunner(RuntimeConfig(path=bundle, cameras=cameras, mode=mode))
+    ]  # fmt: skip
+    config = parse_runtime_config({"cameras": cameras, "engine": {"mode": mode}}, "camera sweep", Path.cwd())
+    runner = MultiCameraRunner(config)
     runner.start()
     try:
         time.sleep(WARMUP_SECONDS)
