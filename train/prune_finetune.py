@@ -109,7 +109,7 @@ def finetune(
     from edgecam.train.ema import ModelEMA
 
     seed_everything(cfg.seed)
-    student.to(memory_format=torch.channels_last)  # as in the trainers (see train/trainer.py)
+    student.to(memory_format=torch.channels_last)  # faster dense convs on CPU, as in the trainers (train/trainer.py)
     result = FinetuneResult(best_epoch=0, best=initial, planned_epochs=cfg.epochs)
     best_state = copy.deepcopy(student.state_dict())
     if pcfg.finetune_epochs < 1:
