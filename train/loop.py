@@ -203,6 +203,21 @@ class EpochEnd:
         return self.tracker.should_stop(self.start, self.history)
 
 
+def save_checkpoints(
+    out: Path, metrics_of: Callable[[Any], dict[str, Any]], **common: Any
+) -> Callable[[int, torch.nn.Module, Any, bool], None]:
+    """The trainers' `EpochEnd.keep`: last.pt every epoch, best.pt on a new best, both with `metrics_of(report)`."""
+    from edgecam.train.checkpoint import save_checkpoint
+
+    def keep(epoch: int, net: torch.nn.Module, report: Any, improved: bool) -> None:
+        metrics = metrics_of(report)
+        save_checkpoint(out / "last.pt", net, epoch=epoch, metrics=metrics, **common)
+        if improved:
+            save_checkpoint(out / "best.pt", net, epoch=epoch, metrics=metrics, **common)
+
+    return keep
+
+
 def append_csv(path: Path, row: dict[str, float], first: bool) -> None:
     """One row of metrics.csv; the first epoch writes the header (and starts the file afresh)."""
     with open(path, "w" if first else "a", newline="") as fh:

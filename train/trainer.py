@@ -20,10 +20,9 @@ from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.imagefolder import load_splits
 from edgecam.runtime.metrics import classification_report
 from edgecam.runtime.preprocess import PreprocessSpec
-from edgecam.train.checkpoint import save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.data import ClassificationDataset
-from edgecam.train.loop import EpochEnd, EpochTracker, Resumable, finish_resume, initial_model
+from edgecam.train.loop import EpochEnd, EpochTracker, Resumable, finish_resume, initial_model, save_checkpoints
 from edgecam.train.plots import plot_confusion, plot_curves
 from edgecam.train.registry import model_task
 
@@ -172,9 +171,6 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     eval_criterion = nn.CrossEntropyLoss()
     run = Resumable(model, opt, sched, gen, tracker)
     history, best_metrics, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume)
-    common = dict(
-        name=name, args=args, task="classify", class_names=classes, spec=spec, config=cfg.to_dict(), extra=extra
-    )
 
     def validate(net: nn.Module) -> tuple[dict[str, float], float, dict[str, Any]]:
         val = evaluate(net, val_dl, eval_criterion, classes)
@@ -182,11 +178,17 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         report["confusion_matrix"] = val["confusion_matrix"]  # for best.pt's plot, not the checkpoint
         return {"val_loss": val["loss"], "val_acc": val["top1"]}, val["top1"], report
 
-    def keep(epoch: int, net: nn.Module, report: dict[str, Any], improved: bool) -> None:
-        metrics = {k: v for k, v in report.items() if k != "confusion_matrix"}
-        save_checkpoint(out / "last.pt", net, epoch=epoch, metrics=metrics, **common)
-        if improved:
-            save_checkpoint(out / "best.pt", net, epoch=epoch, metrics=metrics, **common)
+    keep = save_checkpoints(
+        out,
+        lambda report: {k: v for k, v in report.items() if k != "confusion_matrix"},
+        name=name,
+        args=args,
+        task="classify",
+        class_names=classes,
+        spec=spec,
+        config=cfg.to_dict(),
+        extra=extra,
+    )
 
     def line(row: dict[str, float]) -> str:
         return (

@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import PreprocessSpec
-from edgecam.train.checkpoint import save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.detection.augment import DetAugmentConfig
 from edgecam.train.detection.data import DetectionDataset, collate_detection
@@ -23,7 +22,7 @@ from edgecam.train.detection.loss import DetectionLoss
 from edgecam.train.detection.samples import DetDataset
 from edgecam.train.detection.validate import evaluate_detector, load_val_images
 from edgecam.train.ema import ModelEMA
-from edgecam.train.loop import EpochEnd, EpochTracker, Resumable, initial_model
+from edgecam.train.loop import EpochEnd, EpochTracker, Resumable, initial_model, save_checkpoints
 from edgecam.train.plots import plot_curves
 from edgecam.train.registry import model_task
 from edgecam.train.trainer import (
@@ -110,15 +109,6 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
     run = Resumable(model, opt, sched, train_dl.generator, tracker, ema)
     history, best_report, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume)
-    common = dict(
-        name=name,
-        args=args,
-        task="detect",
-        class_names=classes,
-        spec=spec,
-        config=cfg.to_dict(),
-        extra={"detect": {"strides": strides}, **extra},
-    )
 
     def validate(net: torch.nn.Module) -> tuple[dict[str, float], float, dict[str, Any]]:
         @torch.no_grad()
@@ -129,11 +119,17 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         columns = {"map50": report["map50"] or 0.0, "map50_95": report["map50_95"] or 0.0}
         return columns, fitness(report), report
 
-    def keep(epoch: int, net: torch.nn.Module, report: dict[str, Any], improved: bool) -> None:
-        metrics = {k: report[k] for k in ("map50", "map50_95", "map75", "ap_small", "ap_medium", "ap_large")}
-        save_checkpoint(out / "last.pt", net, epoch=epoch, metrics=metrics, **common)
-        if improved:
-            save_checkpoint(out / "best.pt", net, epoch=epoch, metrics=metrics, **common)
+    keep = save_checkpoints(
+        out,
+        lambda report: {k: report[k] for k in ("map50", "map50_95", "map75", "ap_small", "ap_medium", "ap_large")},
+        name=name,
+        args=args,
+        task="detect",
+        class_names=classes,
+        spec=spec,
+        config=cfg.to_dict(),
+        extra={"detect": {"strides": strides}, **extra},
+    )
 
     def line(row: dict[str, float]) -> str:
         return (
