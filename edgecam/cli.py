@@ -424,7 +424,7 @@ def cmd_bench_real(args: argparse.Namespace) -> int:
 
 def cmd_bench_report(args: argparse.Namespace) -> int:
     from edgecam.bench.real import read_section, write_section
-    from edgecam.devices.report import write_benchmarks
+    from edgecam.bench.report import write_benchmarks
 
     kept = read_section(args.out)  # the real-image section has its own command; rewriting the rest keeps it
     path = write_benchmarks(args.work, args.out, runs=args.runs)

@@ -7,15 +7,13 @@ camera shows is the decoded, thresholded, NMS'd boxes, so that is what is compar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
-from edgecam.runtime.golden import DETECT_TOLERANCE, match_detections
+from edgecam.runtime.golden import compare_detect, default_tolerance
 from edgecam.runtime.types import Detections
 
-# One tolerance table and one matcher for export parity and the device's golden frames (runtime/golden.py). A match
+# One tolerance table and one comparison for export parity and the device's golden frames (runtime/golden.py). A match
 # fraction, not "every box": where two boxes of one object score alike, NMS may keep either one (flicker).
 
 
@@ -34,10 +32,11 @@ class DetParityResult:
     min_matched: float
     min_iou_required: float
     max_score_diff_allowed: float
+    problems: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return self.matched >= self.min_matched and self.max_score_diff <= self.max_score_diff_allowed
+        return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -62,28 +61,22 @@ def compare_detections(
     max_abs_raw_diff: float = float("nan"),
 ) -> DetParityResult:
     """Both directions: every confident reference box must be found in the candidate and vice versa."""
-    min_matched, min_iou, max_diff = DETECT_TOLERANCE.get(precision, (0.0, 0.0, 1.0))
-    total = matched = 0
-    ious: list[float] = []
-    diffs: list[float] = []
-    for ref, cand in zip(reference, candidate, strict=True):
-        for a, b in ((ref, cand), (cand, ref)):
-            n, m, i, d = match_detections(a, b, conf, min_iou=min_iou)
-            total, matched = total + n, matched + m
-            ious += i
-            diffs += d
+    tolerance = default_tolerance("detect", precision, "parity")
+    result = compare_detect(reference, candidate, tolerance, conf, what="reference")
+    m = result.metrics
     return DetParityResult(
         variant=variant,
         backend=backend,
         precision=precision,
-        frames=len(reference),
-        boxes=total // 2,
-        matched=matched / total if total else 1.0,
-        mean_iou=float(np.mean(ious)) if ious else 1.0,
-        min_iou=float(np.min(ious)) if ious else 1.0,
-        max_score_diff=float(np.max(diffs)) if diffs else 0.0,
+        frames=m["frames"],
+        boxes=m["boxes"],
+        matched=m["matched"],
+        mean_iou=m["mean_iou"],
+        min_iou=m["min_iou"],
+        max_score_diff=m["max_score_diff"],
         max_abs_raw_diff=float(max_abs_raw_diff),
-        min_matched=min_matched,
-        min_iou_required=min_iou,
-        max_score_diff_allowed=max_diff,
+        min_matched=tolerance["min_matched"],
+        min_iou_required=tolerance["min_iou"],
+        max_score_diff_allowed=tolerance["max_score_diff"],
+        problems=result.problems,
     )

@@ -1,17 +1,17 @@
-"""Cross-runtime parity: the exported model agrees with PyTorch on the same preprocessed frames."""
+"""Cross-runtime parity: the exported model agrees with PyTorch on the same preprocessed frames.
+
+The comparison and its limits are the device's (runtime/golden.py `compare_classify`, the `parity` columns of
+`TOLERANCE`): one rule for "this variant still gives the right answer", at export and on the camera.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from edgecam.runtime.postprocess import softmax
-
-# Largest allowed |p_ref - p| per precision, on softmax probabilities.
-PROB_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2, "int8": 1.0}
-MIN_TOP1_AGREEMENT = 0.995
+from edgecam.runtime.golden import compare_classify, default_tolerance
 
 
 @dataclass
@@ -25,10 +25,11 @@ class ParityResult:
     top1_agreement: float
     prob_tolerance: float
     min_agreement: float
+    problems: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return self.max_prob_diff <= self.prob_tolerance and self.top1_agreement >= self.min_agreement
+        return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,18 +49,22 @@ def compare_logits(
     reference: np.ndarray, candidate: np.ndarray, *, variant: str, backend: str, precision: str
 ) -> ParityResult:
     """Compare classifier logits of one runtime against the PyTorch reference on the same frames."""
-    reference, candidate = np.asarray(reference, np.float32), np.asarray(candidate, np.float32)
-    if reference.shape != candidate.shape:
-        raise ValueError(f"{variant}: output shape {candidate.shape} differs from the reference {reference.shape}")
-    p_ref, p = softmax(reference), softmax(candidate)
+    if np.shape(reference) != np.shape(candidate):
+        raise ValueError(
+            f"{variant}: output shape {np.shape(candidate)} differs from the reference {np.shape(reference)}"
+        )
+    tolerance = default_tolerance("classify", precision, "parity")
+    result = compare_classify(reference, candidate, tolerance, what="parity")
+    m = result.metrics
     return ParityResult(
         variant=variant,
         backend=backend,
         precision=precision,
-        frames=int(reference.shape[0]),
-        max_abs_logit_diff=float(np.abs(reference - candidate).max()),
-        max_prob_diff=float(np.abs(p_ref - p).max()),
-        top1_agreement=float((reference.argmax(1) == candidate.argmax(1)).mean()),
-        prob_tolerance=PROB_TOLERANCE.get(precision, 1e-3),
-        min_agreement=MIN_TOP1_AGREEMENT,
+        frames=m["frames"],
+        max_abs_logit_diff=m["max_abs_logit_diff"],
+        max_prob_diff=m["max_prob_diff"],
+        top1_agreement=m["top1_agreement"],
+        prob_tolerance=tolerance["max_prob_diff"],
+        min_agreement=tolerance["min_top1_agreement"],
+        problems=result.problems,
     )

@@ -17,7 +17,7 @@ from edgecam.runtime.decode import decode_detections
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.golden import (
     MATCH_MARGIN,
-    GoldenComparison,
+    Comparison,
     compare_classify,
     compare_detect,
     default_tolerance,
@@ -131,11 +131,11 @@ def _compare(
     tolerance: dict[str, float],
     frames: list[np.ndarray],
     letterboxes: list[Letterbox],
-) -> GoldenComparison:
+) -> Comparison:
     if bundle.task == "classify":
         return compare_classify(reference, output, tolerance)
     if reference.shape != output.shape:
-        return GoldenComparison({}, [f"output shape {output.shape} differs from the stored {reference.shape}"])
+        return Comparison({}, [f"output shape {output.shape} differs from the stored {reference.shape}"])
     settings = detect_settings(bundle)
     spec = bundle.preprocess
 

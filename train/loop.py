@@ -1,15 +1,19 @@
-"""What both trainers share around their epoch loop: the best epoch, why training stopped (and whether the model is
-undertrained), and the state saved after every epoch so `edgecam train --resume RUN_DIR` continues a run."""
+"""What the three training loops (classifier, detector, pruning's fine-tune) share around their epochs: the end of
+an epoch (`EpochEnd`), the best epoch, why training stopped (and whether the model is undertrained), and the state
+saved after every epoch so `edgecam train --resume RUN_DIR` continues a run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.sinks.jsonl import to_jsonable
@@ -23,13 +27,14 @@ class EpochTracker:
     """Best score, epochs without improvement, the epochs planned, and the reason the loop ended ("" while it runs).
 
     With a time limit the plan shrinks after each epoch to the epochs that still fit (each as long as the mean epoch
-    so far), and the learning-rate schedule follows `planned`: the cosine and the closing of mosaic finish inside the
-    limit instead of being cut off at a high learning rate.
+    so far, or the last one with `pace="last"`), and the learning-rate schedule follows `planned`: the cosine and
+    the closing of mosaic finish inside the limit instead of being cut off at a high learning rate.
     """
 
     planned: int
     patience: int = 0
     time_limit: float | None = None  # minutes
+    pace: str = "mean"  # how long a future epoch is taken to be: "mean" of those so far | "last" one
     best_score: float = -1.0
     best_epoch: int = 0
     stale: int = 0
@@ -49,6 +54,9 @@ class EpochTracker:
     def replan(self, start: float, history: list[dict[str, float]]) -> None:
         """Shrink the plan to the epochs that fit in the time limit; never grow it."""
         if not self.time_limit or not history:
+            return
+        if self.pace == "last":
+            self.planned = min(self.planned, epochs_that_fit(self.time_limit, history))
             return
         mean_epoch = history[-1]["seconds"] / len(history)
         left = self.time_limit * 60 - (time.time() - start)
@@ -83,6 +91,16 @@ class EpochTracker:
             return []
         why = f"{metric} still rising at the last epoch" if rising else f"only {len(values)} of {self.requested} epochs"
         return [f"the model is undertrained ({why}): raise --time-limit for a better model"]
+
+
+def epochs_that_fit(limit_minutes: float | None, history: list[dict[str, float]]) -> int:
+    """How many epochs the run can have in all: those done plus as many more, each as long as the last, as end
+    inside the limit (`history[i]["seconds"]` is the time since the start at the end of epoch i + 1)."""
+    if not limit_minutes or not history:
+        return 2**31
+    elapsed = history[-1]["seconds"]
+    last = elapsed - (history[-2]["seconds"] if len(history) > 1 else 0.0)
+    return len(history) + max(0, int((limit_minutes * 60 - elapsed) // max(last, 1e-9)))
 
 
 @dataclass
@@ -141,6 +159,72 @@ class Resumable:
         self.restore(state)
         history = state["history"]
         return history, state["best_metrics"], state["epoch"] + 1, time.time() - history[-1]["seconds"]
+
+
+@dataclass
+class EpochEnd:
+    """The end of every epoch, in one order for the classifier, the detector and pruning's fine-tune.
+
+    Validate the weights that would be kept (the EMA copy where there is one), add the row to the history and
+    metrics.csv, follow the best score, keep the weights (`keep`: checkpoints, or a copy in memory), save the resume
+    state, print the progress line, and say whether to stop (patience, time limit). The loops differ only in the
+    callables: what validation measures, how the kept weights are stored, what the progress line shows.
+    """
+
+    tracker: EpochTracker
+    history: list[dict[str, float]]
+    start: float  # time.time() at the start of the run (shifted back by the time already spent, on resume)
+    csv_path: Path
+    # evaluated model -> (the row's validation columns, the score the best epoch follows, the full report)
+    validate: Callable[[torch.nn.Module], tuple[dict[str, float], float, Any]]
+    keep: Callable[[int, torch.nn.Module, Any, bool], None]  # (epoch, evaluated model, report, improved)
+    line: Callable[[dict[str, float]], str]  # the progress line of a row (" *" is added on a new best)
+    best: Any = None  # the report of the best epoch so far
+    ema: Any = None  # a ModelEMA: validate and keep its averaged weights
+    resumable: Resumable | None = None  # with `out`: resume.pt written after every epoch
+    out: Path | None = None
+    progress: bool = True
+
+    def __call__(self, epoch: int, model: torch.nn.Module, train: dict[str, float], lr: float) -> bool:
+        """Close epoch `epoch` given its training columns and learning rate; True when the loop should stop."""
+        evaluated = (self.ema.ema if self.ema is not None else model).eval()
+        columns, score, report = self.validate(evaluated)
+        row = {"epoch": epoch, **train, **columns, "lr": lr, "seconds": time.time() - self.start}
+        self.history.append(row)
+        append_csv(self.csv_path, row, first=epoch == 1)
+        improved = self.tracker.update(epoch, score)
+        if improved:
+            self.best = report
+        self.keep(epoch, evaluated, report, improved)
+        if self.resumable is not None and self.out is not None:
+            self.resumable.save(self.out, epoch, self.history, self.best)
+        if self.progress:
+            tqdm.write(self.line(row) + (" *" if improved else ""))
+        return self.tracker.should_stop(self.start, self.history)
+
+
+def save_checkpoints(
+    out: Path, metrics_of: Callable[[Any], dict[str, Any]], **common: Any
+) -> Callable[[int, torch.nn.Module, Any, bool], None]:
+    """The trainers' `EpochEnd.keep`: last.pt every epoch, best.pt on a new best, both with `metrics_of(report)`."""
+    from edgecam.train.checkpoint import save_checkpoint
+
+    def keep(epoch: int, net: torch.nn.Module, report: Any, improved: bool) -> None:
+        metrics = metrics_of(report)
+        save_checkpoint(out / "last.pt", net, epoch=epoch, metrics=metrics, **common)
+        if improved:
+            save_checkpoint(out / "best.pt", net, epoch=epoch, metrics=metrics, **common)
+
+    return keep
+
+
+def append_csv(path: Path, row: dict[str, float], first: bool) -> None:
+    """One row of metrics.csv; the first epoch writes the header (and starts the file afresh)."""
+    with open(path, "w" if first else "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if first:
+            writer.writeheader()
+        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def load_resume_state(run_dir: Path) -> dict[str, Any]:

@@ -251,23 +251,11 @@ def _eager_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 
 def _onnx_runner(model: nn.Module, x: torch.Tensor, path: Path) -> Callable[[], object]:
-    """The same exporter settings as `edgecam export` (dynamo, opset 18), loaded by the runtime's own backend."""
-    import logging
-    import warnings
-
+    """The graph `edgecam export` writes (train/onnx_trace.py), loaded by the runtime's own backend."""
     from edgecam.runtime.backends import create_backend
+    from edgecam.train.onnx_trace import trace_onnx
 
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # a line per torchvision op it skips; we use none
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model.eval(), (x,), str(path), input_names=["images"], opset_version=18, dynamo=True, verbose=False
-            )
-    finally:
-        quiet.setLevel(level)
+    trace_onnx(model, tuple(x.shape[1:]), path)
     engine = create_backend("onnxruntime")
     engine.load(path, threads=torch.get_num_threads())
     batch = x.numpy()

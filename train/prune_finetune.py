@@ -25,6 +25,7 @@ from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import PreprocessSpec
 from edgecam.train.checkpoint import load_checkpoint, save_checkpoint
 from edgecam.train.config import TrainConfig
+from edgecam.train.loop import EpochEnd, EpochTracker
 from edgecam.train.prune import (
     PRUNED_KEY,
     channel_widths,
@@ -35,7 +36,7 @@ from edgecam.train.prune import (
     prune_model,
 )
 from edgecam.train.prune_tasks import TaskParts, classify_parts, detect_parts
-from edgecam.train.trainer import append_csv, build_optimizer, cosine_factor, l1_penalty, seed_everything
+from edgecam.train.trainer import build_optimizer, cosine_factor, l1_penalty, seed_everything
 
 # checkpoint keys `save_checkpoint` writes itself; anything else (e.g. "detect") is carried over as an extra
 _CORE_KEYS = {"edgecam_version", "task", "model", "class_names", "preprocess", "epoch", "metrics", "config"}
@@ -108,7 +109,7 @@ def finetune(
     from edgecam.train.ema import ModelEMA
 
     seed_everything(cfg.seed)
-    student.to(memory_format=torch.channels_last)  # faster depthwise convolutions on CPU, as in the trainers
+    student.to(memory_format=torch.channels_last)  # faster dense convs on CPU, as in the trainers (train/trainer.py)
     result = FinetuneResult(best_epoch=0, best=initial, planned_epochs=cfg.epochs)
     best_state = copy.deepcopy(student.state_dict())
     if pcfg.finetune_epochs < 1:
@@ -117,21 +118,43 @@ def finetune(
         teacher.eval()  # its BatchNorm layers use their running statistics and never update them
     steps_per_epoch = len(parts.loader)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    # epoch 0 (the weights straight after pruning) competes for best; the plan shrinks with the last epoch's length
+    tracker = EpochTracker(cfg.epochs, time_limit=pcfg.time_limit, pace="last", best_score=parts.score(initial))
     opt = build_optimizer(student, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: cosine_factor(step, warmup, result.planned_epochs * steps_per_epoch)
+        opt, lambda step: cosine_factor(step, warmup, tracker.planned * steps_per_epoch)
     )
     ema = ModelEMA(student) if parts.ema else None
-    start = time.time()
-    epoch = 0
-    while epoch < result.planned_epochs:
-        epoch += 1
-        parts.start_epoch(epoch, result.planned_epochs)
+
+    def validate(net: nn.Module) -> tuple[dict[str, float], float, dict[str, Any]]:
+        metrics = parts.evaluate(net)
+        return {k: float(v) for k, v in metrics.items()}, parts.score(metrics), metrics
+
+    def keep(epoch: int, net: nn.Module, report: dict[str, Any], improved: bool) -> None:
+        nonlocal best_state
+        if improved:
+            best_state = copy.deepcopy(net.state_dict())
+
+    def line(row: dict[str, float]) -> str:
+        return f"fine-tune {row['epoch']:3d}  loss {row['train_loss']:.4f}  {parts.metric} {row[parts.metric]:.4f}"
+
+    end = EpochEnd(
+        tracker,
+        result.history,
+        time.time(),
+        csv_path,
+        validate=validate,
+        keep=keep,
+        line=line,
+        best=initial,
+        ema=ema,
+        progress=pcfg.progress,
+    )
+    for epoch in range(1, cfg.epochs + 1):
+        parts.start_epoch(epoch, tracker.planned)
         student.train()
         totals: dict[str, float] = {"loss": 0.0, "distill": 0.0}
-        bar = tqdm(
-            parts.loader, desc=f"fine-tune {epoch}/{result.planned_epochs}", leave=False, disable=not pcfg.progress
-        )
+        bar = tqdm(parts.loader, desc=f"fine-tune {epoch}/{tracker.planned}", leave=False, disable=not pcfg.progress)
         for steps, batch in enumerate(bar, 1):
             x = batch[0]
             if cfg.input_noise > 0:
@@ -157,39 +180,13 @@ def finetune(
                 ema.update(student)
             totals["loss"] += float(loss.detach())
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
-        evaluated = ema.ema if ema is not None else student
-        metrics = parts.evaluate(evaluated)
-        row = {
-            "epoch": epoch,
-            "train_loss": totals["loss"] / max(steps_per_epoch, 1),
-            "distill_loss": totals["distill"] / max(steps_per_epoch, 1),
-            **{k: float(v) for k, v in metrics.items()},
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.time() - start,
-        }
-        result.history.append(row)
-        append_csv(csv_path, row, first=epoch == 1)
-        if parts.score(metrics) > parts.score(result.best):
-            result.best_epoch, result.best = epoch, metrics
-            best_state = copy.deepcopy(evaluated.state_dict())
-        if pcfg.progress:
-            tqdm.write(
-                f"fine-tune {epoch:3d}  loss {row['train_loss']:.4f}  {parts.metric} {metrics[parts.metric]:.4f}"
-            )
-        result.planned_epochs = min(result.planned_epochs, epochs_that_fit(pcfg.time_limit, result.history))
-    result.seconds = time.time() - start
+        train = {"train_loss": totals["loss"], "distill_loss": totals["distill"]}
+        if end(epoch, student, {k: v / max(steps_per_epoch, 1) for k, v in train.items()}, opt.param_groups[0]["lr"]):
+            break
+    result.best_epoch, result.best, result.planned_epochs = tracker.best_epoch, end.best, tracker.planned
+    result.seconds = time.time() - end.start
     student.load_state_dict(best_state)
     return result
-
-
-def epochs_that_fit(limit_minutes: float | None, history: list[dict[str, float]]) -> int:
-    """How many epochs the run can have in all: those done plus as many more, each as long as the last, as end
-    inside the limit (`history[i]["seconds"]` is the time since the start at the end of epoch i + 1)."""
-    if not limit_minutes or not history:
-        return 2**31
-    elapsed = history[-1]["seconds"]
-    last = elapsed - (history[-2]["seconds"] if len(history) > 1 else 0.0)
-    return len(history) + max(0, int((limit_minutes * 60 - elapsed) // max(last, 1e-9)))
 
 
 def _train_config(meta: dict[str, Any], pcfg: PruneConfig, out: Path) -> TrainConfig:

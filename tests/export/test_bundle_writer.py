@@ -2,13 +2,13 @@ import json
 
 import pytest
 
-from edgecam.export import parity
 from edgecam.export.bundle_writer import export_bundle
 from edgecam.export.onnx_export import read_metadata
 from edgecam.export.openvino_convert import read_rt_info
 from edgecam.runtime.bundle import METADATA_KEYS, load_bundle, sha256_file
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.evaluate import evaluate_bundle
+from edgecam.runtime.golden import TOLERANCE
 from edgecam.train.evaluate import evaluate_checkpoint
 
 
@@ -63,7 +63,7 @@ def test_existing_output_is_not_overwritten(tiny_checkpoint, color_data, tmp_pat
 
 
 def test_parity_failure_fails_loudly_and_writes_no_bundle(tiny_checkpoint, color_data, tmp_path, monkeypatch):
-    monkeypatch.setitem(parity.PROB_TOLERANCE, "fp32", -1.0)  # nothing can pass
+    monkeypatch.setitem(TOLERANCE["classify"]["fp32"], "parity_max_prob_diff", -1.0)  # nothing can pass
     out = tmp_path / "b"
     with pytest.raises(EdgecamError, match="disagrees with PyTorch") as info:
         export_bundle(tiny_checkpoint, out, data=color_data, variants=("onnx-fp32",))

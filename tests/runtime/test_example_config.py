@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgecam.bench.stream_server import free_port
 from edgecam.cli import main
-from edgecam.devices.stream_server import free_port
 from edgecam.runtime.bundle import load_bundle, write_manifest
 from edgecam.runtime.camera_config import load_cameras_config
 from edgecam.runtime.cameras import MultiCameraRunner

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecam.devices.stream_server import MjpegServer, free_port, wait_for
+from edgecam.bench.stream_server import MjpegServer, free_port, wait_for
 from edgecam.runtime.live import LiveSource
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED, Backoff, ReconnectPolicy
 from edgecam.runtime.sources import open_source

@@ -355,3 +355,27 @@ def test_cli_verify(golden_bundle, damaged, capsys):
 def test_cli_verify_missing_bundle_is_one_line(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "nope")]) == 2
     assert "bundle not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("check", "precision", "expected"),
+    [
+        ("golden", "int8", {"max_prob_diff": 5e-2, "min_top1_agreement": 1.0}),
+        ("parity", "int8", {"max_prob_diff": 1.0, "min_top1_agreement": 0.995}),  # the accuracy gate judges INT8
+        ("parity", "fp16", {"max_prob_diff": 2e-2, "min_top1_agreement": 0.995}),
+        ("golden", "fp64", {"max_prob_diff": 1e-3, "min_top1_agreement": 1.0}),  # unknown: fp32's, the strictest
+    ],
+)
+def test_one_table_two_checks(check, precision, expected):
+    assert default_tolerance("classify", precision, check) == expected
+    assert default_tolerance("detect", precision, check) == default_tolerance("detect", precision)
+
+
+def test_parity_lets_one_near_tie_in_200_flip_but_golden_frames_none():
+    ref = np.tile(np.array([[4.0, 2.0, 0.0]], np.float32), (200, 1))
+    cand = ref.copy()
+    cand[7] = [2.0, 2.0001, 0.0]  # a near-tie flips, and its probabilities move by about 0.4
+    parity = compare_classify(ref, cand, default_tolerance("classify", "int8", "parity"))
+    golden = compare_classify(ref, cand, default_tolerance("classify", "int8"))
+    assert parity.passed and parity.metrics["top1_agreement"] == 0.995, parity.problems
+    assert "top-1 class changed on 1 of 200" in golden.problems[0]

@@ -11,6 +11,7 @@ from edgecam.runtime.preprocess import PreprocessSpec
 from edgecam.train.checkpoint import load_checkpoint, save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.flops import count_flops
+from edgecam.train.loop import epochs_that_fit
 from edgecam.train.prune import (
     PRUNED_KEY,
     channel_widths,
@@ -19,7 +20,7 @@ from edgecam.train.prune import (
     prune_model,
     restore_pruned_channels,
 )
-from edgecam.train.prune_finetune import PruneConfig, epochs_that_fit, prune_checkpoint, prune_sweep
+from edgecam.train.prune_finetune import PruneConfig, prune_checkpoint, prune_sweep
 from edgecam.train.prune_tasks import distill_classifier, distill_detector
 from edgecam.train.registry import create_model
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecam.devices.runtime_bench import CAMERA_FPS, LIVE_FPS, N_CAMERAS, measure
+from edgecam.bench.runtime_bench import CAMERA_FPS, LIVE_FPS, N_CAMERAS, measure
 
 AGE_WINDOW = 512  # frames in CameraRunner.ages
 FILE_RATIO_TARGET = 0.90
@@ -224,7 +224,7 @@ def format_section(results: dict[str, Any]) -> list[str]:
     lines = [
         "## Runtime targets",
         "",
-        "Measured by `devices/runtime_bench.py`, each scenario in its own process; cached in "
+        "Measured by `bench/runtime_bench.py`, each scenario in its own process; cached in "
         "`runtime-bench/results.json` (rerun with `RUNTIME_BENCH_FORCE=1`; soak length `SOAK_MINUTES`).",
         "",
     ]
@@ -241,5 +241,5 @@ def format_section(results: dict[str, Any]) -> list[str]:
 
 
 def runtime_section(work: Path, detector_bundle: Path) -> list[str]:
-    """Measure (or reuse the cached results) and format: what `devices/report.py` appends to BENCHMARKS.md."""
+    """Measure (or reuse the cached results) and format: what `bench/report.py` appends to BENCHMARKS.md."""
     return format_section(measure(Path(work), Path(detector_bundle)))

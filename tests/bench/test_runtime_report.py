@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.devices import runtime_bench, runtime_report
-from edgecam.devices.runtime_report import age_summary, format_section, rss_summary
+from edgecam.bench import runtime_bench, runtime_report
+from edgecam.bench.runtime_report import age_summary, format_section, rss_summary
 from edgecam.runtime.errors import EdgecamError
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgecam.devices.runtime_report import runtime_section
+from edgecam.bench.runtime_report import runtime_section
 
 # YOLOv8n at 320x320 on a 2-core Zen 4 (shared/reference/peer-latency-2cpu.md), for context only.
 PEER = {"name": "YOLOv8n@320", "gflops": 2.19, "onnxruntime fp32": 13.5, "openvino int8": 4.85, "openvino f32": 12.0}

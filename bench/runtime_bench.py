@@ -1,6 +1,6 @@
 """The runtime's targets, measured on real streams for BENCHMARKS.md (never as timed tests).
 
-Four scenarios, each in its own subprocess (`python -m edgecam.devices.runtime_bench SCENARIO ...`) so that no two
+Four scenarios, each in its own subprocess (`python -m edgecam.bench.runtime_bench SCENARIO ...`) so that no two
 engines share a process and disturb each other:
 
 - `file`: bare inference FPS of a variant (the better of a run before and one after) vs `edgecam run` end to end on a
@@ -142,7 +142,7 @@ def live_mode(bundle: Path, backend: str, variant: str | None, video: Path, seco
     """One camera on ffmpeg's real-time MJPEG stream of `video`; `delay_ms` > 0 makes the model that much slower."""
     import tempfile
 
-    from edgecam.devices.stream_server import MjpegServer
+    from edgecam.bench.stream_server import MjpegServer
     from edgecam.runtime.camera_config import load_cameras_config
     from edgecam.runtime.cameras import MultiCameraRunner
 
@@ -216,8 +216,8 @@ def four_cameras(bundle: Path, variant: str, videos: list[Path], seconds: float,
 
 # --- the parent: one subprocess per scenario, results cached ---------------------------------------------------------
 def run_scenario(args: list[str], timeout: float) -> dict:
-    """`python -m edgecam.devices.runtime_bench ARGS` in a fresh interpreter; its last stdout line is the JSON."""
-    cmd = [sys.executable, "-m", "edgecam.devices.runtime_bench", *args]
+    """`python -m edgecam.bench.runtime_bench ARGS` in a fresh interpreter; its last stdout line is the JSON."""
+    cmd = [sys.executable, "-m", "edgecam.bench.runtime_bench", *args]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -281,7 +281,7 @@ def measure(work: Path, bundle: Path, soak: float | None = None, force: bool | N
 
 def main(argv: list[str] | None = None) -> int:
     """The subprocess entry point: one scenario, one JSON line on stdout."""
-    p = argparse.ArgumentParser(prog="python -m edgecam.devices.runtime_bench")
+    p = argparse.ArgumentParser(prog="python -m edgecam.bench.runtime_bench")
     sub = p.add_subparsers(dest="scenario", required=True)
     f = sub.add_parser("file")
     f.add_argument("bundle", type=Path)
