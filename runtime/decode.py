@@ -211,12 +211,19 @@ def _sorted_nms(
 def undo_letterbox(xyxy: np.ndarray, letterbox: Letterbox, orig_width: float, orig_height: float) -> np.ndarray:
     """Boxes in model-input pixels -> original-frame pixels, clipped to the frame (the inverse of `resize_image`)."""
     out = np.array(xyxy, np.float32).reshape(-1, 4)
-    pad = np.array([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)  # float32 as a scalar would be: same values
-    scale = np.array([letterbox.scale_x, letterbox.scale_y] * 2, np.float32)
+    # Per column (x1, y1, x2, y2): pad, scale, limit, in float32 as the scalars would be: the same values, one call.
+    pad, scale, limit = np.array(
+        [
+            [letterbox.pad_x, letterbox.pad_y] * 2,
+            [letterbox.scale_x, letterbox.scale_y] * 2,
+            [orig_width, orig_height] * 2,
+        ],
+        np.float32,
+    )
     out -= pad
     out /= scale
     np.maximum(out, 0, out=out)
-    np.minimum(out, np.array([orig_width, orig_height] * 2, np.float32), out=out)
+    np.minimum(out, limit, out=out)
     return out
 
 
@@ -271,9 +278,16 @@ def decode_detections(
     best = _best_logit(logits)
     # Threshold in logit space (sigmoid is monotonic) with a little slack; the exact test follows on few rows.
     candidates = np.flatnonzero(best > _logit(conf) - 1e-4)
-    scores = 1.0 / (1.0 + np.exp(-np.clip(best[candidates], -50, 50, dtype=np.float32)))
+    scores = best[candidates].astype(np.float32)  # sigmoid in float32, in place: 1 / (1 + exp(-clip(x, -50, 50)))
+    np.maximum(scores, -50, out=scores)
+    np.minimum(scores, 50, out=scores)
+    np.negative(scores, out=scores)
+    np.exp(scores, out=scores)
+    scores += 1.0
+    np.reciprocal(scores, out=scores)
     passing = scores > conf
-    candidates, scores = candidates[passing], scores[passing]
+    if not passing.all():
+        candidates, scores = candidates[passing], scores[passing]
     if not candidates.size:
         return Detections.empty()
     if candidates.size > pre_nms_topk:
