@@ -6,6 +6,7 @@ checkpoint and in the bundle manifest. No mean/std constants live anywhere else 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,57 +81,128 @@ class Letterbox:
     pad_y: float
 
 
-def resize_image(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Letterbox]:
-    """Resize a BGR uint8 image to the model size (stretch or letterbox), still uint8 BGR."""
+def _check_image(image: np.ndarray) -> None:
     if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
         raise EdgecamError(f"expected an HxWx3 image, got shape {getattr(image, 'shape', None)}")
-    h, w = image.shape[:2]
-    interp = _INTERPOLATION[spec.interpolation]
+
+
+def _geometry(h: int, w: int, spec: PreprocessSpec) -> tuple[int, int, int, int, Letterbox]:
+    """Where the resized image lands in the model input: (width, height, x, y) of that region and the Letterbox."""
     if spec.resize == "stretch":
-        out = cv2.resize(image, (spec.width, spec.height), interpolation=interp)
-        return out, Letterbox(spec.width / w, spec.height / h, 0.0, 0.0)
+        return spec.width, spec.height, 0, 0, Letterbox(spec.width / w, spec.height / h, 0.0, 0.0)
     scale = min(spec.width / w, spec.height / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
     pad_x, pad_y = (spec.width - nw) // 2, (spec.height - nh) // 2
+    return nw, nh, pad_x, pad_y, Letterbox(scale, scale, float(pad_x), float(pad_y))
+
+
+def _resize_into(image: np.ndarray, dst: np.ndarray, spec: PreprocessSpec) -> None:
+    """Resize `image` into `dst`, a view into a canvas: cv2 writes through it, so there is no second copy."""
+    written = cv2.resize(image, dst.shape[1::-1], dst=dst, interpolation=_INTERPOLATION[spec.interpolation])
+    if written is not dst:  # cv2 allocated instead (it never does for a matching uint8 view); keep the result
+        dst[...] = written
+
+
+def resize_image(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Letterbox]:
+    """Resize a BGR uint8 image to the model size (stretch or letterbox), still uint8 BGR."""
+    _check_image(image)
+    nw, nh, pad_x, pad_y, box = _geometry(*image.shape[:2], spec)
+    if spec.resize == "stretch":
+        return cv2.resize(image, (nw, nh), interpolation=_INTERPOLATION[spec.interpolation]), box
     out = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
-    out[pad_y : pad_y + nh, pad_x : pad_x + nw] = resized
-    return out, Letterbox(scale, scale, float(pad_x), float(pad_y))
+    region = out[pad_y : pad_y + nh, pad_x : pad_x + nw]
+    if (nw, nh) == image.shape[1::-1]:
+        region[...] = image
+    elif image.dtype == np.uint8:
+        _resize_into(image, region, spec)
+    else:  # other dtypes are cast into the uint8 canvas, as they always were
+        region[...] = cv2.resize(image, (nw, nh), interpolation=_INTERPOLATION[spec.interpolation])
+    return out, box
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup_tables(spec: PreprocessSpec) -> np.ndarray:
+    """(3, 1, 256) float32: the normalised value of every uint8 level, per tensor channel (in the model's colour
+    order), with the float32 arithmetic of `_normalize_arithmetic`, so a table look-up gives the same bits."""
+    levels = np.arange(256, dtype=np.float32)
+    mean = np.asarray(spec.mean, np.float32) * 255.0
+    scale = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+    tables = np.stack([(levels - mean[c]) * scale[c] for c in range(3)]).reshape(3, 1, 256)
+    tables.flags.writeable = False  # shared by every call through the cache
+    return tables
+
+
+def _plane_order(spec: PreprocessSpec) -> tuple[int, int, int]:
+    """The BGR plane each tensor channel reads."""
+    return (2, 1, 0) if spec.color == "rgb" else (0, 1, 2)
+
+
+def _normalize_arithmetic(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray) -> None:
+    """Any dtype: convert, subtract, multiply plane by plane in float32 (the look-up tables' arithmetic)."""
+    planes = cv2.split(image)
+    mean = np.asarray(spec.mean, np.float32) * 255.0
+    scale = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+    for c, p in enumerate(_plane_order(spec)):
+        channel = out[c]
+        channel[...] = planes[p]
+        cv2.subtract(channel, float(mean[c]), dst=channel)
+        cv2.multiply(channel, float(scale[c]), dst=channel)
 
 
 def normalize(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 BGR HxWx3 at model size -> float32 CxHxW, colour order and mean/std from the spec (into `out`, a
-    batch's slot, when given: no second 1 MB buffer and copy per frame)."""
-    planes = cv2.split(image)  # per-channel OpenCV arithmetic: ~6x faster than numpy broadcasting over HxWx3
-    if spec.color == "rgb":
-        planes = planes[::-1]
-    mean = np.asarray(spec.mean, np.float32) * 255.0
-    scale = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+    batch's slot or a region of it, when given: no second 1 MB buffer and copy per frame)."""
     if out is None:
         out = np.empty((3, *image.shape[:2]), np.float32)
-    for c, plane in enumerate(planes):
+    if image.dtype != np.uint8:  # no look-up table for these; the arithmetic gives what it always gave
+        _normalize_arithmetic(image, spec, out)
+        return out
+    planes = cv2.split(image)
+    tables = _lookup_tables(spec)
+    for c, p in enumerate(_plane_order(spec)):
         channel = out[c]
-        channel[...] = plane
-        cv2.subtract(channel, float(mean[c]), dst=channel)
-        cv2.multiply(channel, float(scale[c]), dst=channel)
+        written = cv2.LUT(planes[p], tables[c], dst=channel)  # one pass per plane: uint8 -> normalised float32
+        if written is not channel:
+            channel[...] = written
     return out
+
+
+def _preprocess_into(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray) -> Letterbox:
+    """One image into `out` (3xHxW float32): the picture is resized into a buffer of its own size and normalised
+    into its region of `out`; the padding is filled with the normalised pad value (no canvas, no look-ups on it)."""
+    _check_image(image)
+    nw, nh, pad_x, pad_y, box = _geometry(*image.shape[:2], spec)
+    if image.dtype != np.uint8:  # rare: the general path
+        resized, _ = resize_image(image, spec)
+        normalize(resized, spec, out=out)
+        return box
+    if spec.resize == "letterbox" and (nw, nh) == image.shape[1::-1]:
+        resized = image
+    else:
+        resized = np.empty((nh, nw, 3), np.uint8)
+        _resize_into(image, resized, spec)
+    normalize(resized, spec, out=out[:, pad_y : pad_y + nh, pad_x : pad_x + nw])
+    if (nw, nh) != (spec.width, spec.height):
+        tables = _lookup_tables(spec)
+        for c in range(3):
+            pad = tables[c, 0, spec.pad_value]
+            out[c, :pad_y] = pad
+            out[c, pad_y + nh :] = pad
+            out[c, pad_y : pad_y + nh, :pad_x] = pad
+            out[c, pad_y : pad_y + nh, pad_x + nw :] = pad
+    return box
 
 
 def preprocess(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Letterbox]:
     """One BGR uint8 image -> (float32 CxHxW tensor, letterbox info)."""
-    resized, box = resize_image(image, spec)
-    return normalize(resized, spec), box
+    out = np.empty(spec.input_shape, np.float32)
+    return out, _preprocess_into(image, spec, out)
 
 
 def preprocess_batch(images: list[np.ndarray], spec: PreprocessSpec) -> tuple[np.ndarray, list[Letterbox]]:
     """Several BGR uint8 images -> (float32 NxCxHxW batch, letterbox info per image)."""
     batch = np.empty((len(images), 3, spec.height, spec.width), dtype=np.float32)
-    boxes = []
-    for i, image in enumerate(images):
-        resized, box = resize_image(image, spec)
-        normalize(resized, spec, out=batch[i])
-        boxes.append(box)
-    return batch, boxes
+    return batch, [_preprocess_into(image, spec, batch[i]) for i, image in enumerate(images)]
 
 
 def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:

@@ -164,18 +164,97 @@ def reference_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, io
 
 
 @pytest.mark.parametrize(
-    ("n", "matrix_limit"),
-    [(40, decode.MATRIX_NMS_LIMIT), (decode.SPLIT_CLASSES_ABOVE + 40, decode.MATRIX_NMS_LIMIT), (120, 50)],
-    ids=["matrix", "class-by-class", "loop"],
+    ("n", "pairwise_limit"),
+    [(40, decode.PAIRWISE_NMS_LIMIT), (600, decode.PAIRWISE_NMS_LIMIT), (120, 50)],
+    ids=["pairs", "many-pairs", "loop"],
 )
-def test_nms_paths_agree_with_reference(n, matrix_limit, monkeypatch):
-    monkeypatch.setattr(decode, "MATRIX_NMS_LIMIT", matrix_limit)
+def test_nms_paths_agree_with_reference(n, pairwise_limit, monkeypatch):
+    monkeypatch.setattr(decode, "PAIRWISE_NMS_LIMIT", pairwise_limit)
     rng = np.random.default_rng(n)
     xy = rng.uniform(0, 200, (n, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (n, 2))], axis=1).astype(np.float32)
     scores, classes = rng.random(n).astype(np.float32), rng.integers(0, 3, n)
     assert batched_nms(boxes, scores, classes, 0.45).tolist() == reference_nms(boxes, scores, classes, 0.45)
     assert nms(boxes, scores, 0.45).tolist() == reference_nms(boxes, scores, np.zeros(n), 0.45)
+
+
+def random_boxes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Clusters of jittered boxes (what NMS sees), plus exact duplicates and boxes without area."""
+    centres = rng.uniform(0, 300, (max(1, n // 6), 2))[rng.integers(0, max(1, n // 6), n)]
+    half = rng.uniform(2, 40, (n, 2))
+    boxes = np.concatenate([centres - half, centres + half], axis=1) + rng.normal(0, 3, (n, 4))
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
+    if n >= 4:
+        boxes[rng.integers(0, n, n // 4)] = boxes[rng.integers(0, n, n // 4)]  # duplicates
+        flat = rng.integers(0, n, n // 8)
+        boxes[flat, 2] = boxes[flat, 0]  # zero width
+    return boxes.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_nms_matches_reference_on_random_boxes(seed):
+    """Ties (scores on a coarse grid), duplicates, zero-area boxes, 1 to 6 classes, 0 to 300 boxes."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([0, 1, 2, 5, 30, 100, 255, 256, 257, 300]))
+    boxes = random_boxes(rng, n)
+    scores = np.round(rng.random(n), 1).astype(np.float32)  # many equal scores: ties by index
+    classes = rng.integers(0, int(rng.integers(1, 7)), n)
+    iou = float(rng.choice([0.0, 0.3, 0.45, 0.5, 0.7, 1.0]))
+    expected = reference_nms(boxes, scores, classes, iou)
+    assert batched_nms(boxes, scores, classes, iou).tolist() == expected
+    assert nms(boxes, scores, iou).tolist() == reference_nms(boxes, scores, np.zeros(n), iou)
+    for k in (1, 3):
+        assert batched_nms(boxes, scores, classes, iou, max_output=k).tolist() == expected[:k]
+
+
+def test_nms_long_suppression_chain():
+    """Each box overlaps only its neighbours: greedy keeps every other one, the case that needs most rounds."""
+    n = 60
+    boxes = np.array([(4.0 * i, 0, 4.0 * i + 10, 10) for i in range(n)], np.float32)  # neighbours: IoU 0.43
+    scores = np.linspace(1, 0.1, n).astype(np.float32)
+    assert nms(boxes, scores, 0.4).tolist() == list(range(0, n, 2))
+    assert nms(boxes, scores, 0.4).tolist() == reference_nms(boxes, scores, np.zeros(n), 0.4)
+    assert nms(boxes, scores[::-1].copy(), 0.4).tolist() == list(range(n - 1, -1, -2))
+
+
+def test_nms_classes_never_suppress_each_other():
+    boxes = np.tile(np.array([[10, 10, 50, 50]], np.float32), (12, 1))  # twelve copies of one box
+    classes = np.arange(12) % 4
+    scores = np.linspace(0.9, 0.3, 12).astype(np.float32)
+    assert batched_nms(boxes, scores, classes, 0.5).tolist() == [0, 1, 2, 3]
+    assert nms(boxes, scores, 0.5).tolist() == [0]
+
+
+HW_320, STRIDES_320 = (320, 320), (8, 16, 32)
+
+
+def reference_decode(preds, conf, iou, letterbox, orig_size, max_det=300):
+    """decode_detections spelled out: sigmoid every score, keep > conf, decode, reference NMS, map back."""
+    points, strides = anchor_points(*HW_320, STRIDES_320)
+    scores = 1.0 / (1.0 + np.exp(-preds[:, 4:].astype(np.float64)))
+    best, classes = scores.max(axis=1), scores.argmax(axis=1)
+    idx = np.flatnonzero(best > conf)
+    dist = np.exp(np.clip(preds[idx, :4].astype(np.float64), -8, 8)) * strides[idx, None]
+    boxes = np.concatenate([points[idx] - dist[:, :2], points[idx] + dist[:, 2:]], axis=1)
+    keep = reference_nms(boxes.astype(np.float32), best[idx].astype(np.float32), classes[idx], iou)[:max_det]
+    boxes = boxes[keep]
+    boxes[:, 0::2] = np.clip((boxes[:, 0::2] - letterbox.pad_x) / letterbox.scale_x, 0, orig_size[0])
+    boxes[:, 1::2] = np.clip((boxes[:, 1::2] - letterbox.pad_y) / letterbox.scale_y, 0, orig_size[1])
+    visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return boxes[visible], best[idx][keep][visible], classes[idx][keep][visible]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_decode_matches_reference_on_detector_like_output(seed):
+    from edgecam.bench.frame_costs import synthetic_detector_output
+
+    preds = synthetic_detector_output(boxes=int(np.random.default_rng(seed).integers(1, 250)), seed=seed)
+    letterbox, orig = Letterbox(0.25, 0.25, 0.0, 70.0), (1280, 720)
+    dets = decode_detections(preds, STRIDES_320, HW_320, letterbox=letterbox, orig_size=orig)
+    boxes, scores, classes = reference_decode(preds, 0.25, 0.5, letterbox, orig)
+    assert dets.class_ids.tolist() == classes.tolist()
+    np.testing.assert_allclose(dets.scores, scores, rtol=1e-6)
+    np.testing.assert_allclose(dets.xyxy, boxes, rtol=1e-5, atol=1e-3)
 
 
 # --- letterbox undo ----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -159,3 +160,128 @@ def test_spec_dict_round_trip(spec):
 def test_spec_from_malformed_dict():
     with pytest.raises(EdgecamError, match="malformed"):
         PreprocessSpec.from_dict({"height": 32, "width": 32, "gamma": 2.2})
+
+
+# --- equivalence with a plain reference (the fused path must not change a single value) -------------------
+
+
+def reference_preprocess(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The textbook path: cv2.resize, paste into a padded canvas, then (x / 255 - mean) / std in float64."""
+    interp = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[spec.interpolation]
+    h, w = image.shape[:2]
+    if spec.resize == "stretch":
+        canvas = cv2.resize(image, (spec.width, spec.height), interpolation=interp)
+        geometry = (spec.width / w, spec.height / h, 0.0, 0.0)
+    else:
+        scale = min(spec.width / w, spec.height / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        pad_x, pad_y = (spec.width - nw) // 2, (spec.height - nh) // 2
+        canvas = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+        canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+        geometry = (scale, scale, float(pad_x), float(pad_y))
+    if spec.color == "rgb":
+        canvas = canvas[:, :, ::-1]
+    x = (canvas.astype(np.float64) / 255.0 - np.array(spec.mean)) / np.array(spec.std)
+    return x.transpose(2, 0, 1), geometry
+
+
+def todays_arithmetic(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The float32 arithmetic the pipeline has always used: (x - mean * 255) * (1 / (std * 255)), per channel."""
+    canvas, _ = resize_image(image, spec)
+    if spec.color == "rgb":
+        canvas = canvas[:, :, ::-1]
+    mean = np.asarray(spec.mean, np.float32) * 255.0
+    scale = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+    return np.stack([(canvas[:, :, c].astype(np.float32) - mean[c]) * scale[c] for c in range(3)])
+
+
+def assert_matches_reference(img: np.ndarray, spec: PreprocessSpec) -> None:
+    expected, geometry = reference_preprocess(img, spec)
+    tensor, box = preprocess(img, spec)
+    batch, boxes = preprocess_batch([img], spec)
+    assert (box.scale_x, box.scale_y, box.pad_x, box.pad_y) == pytest.approx(geometry, rel=0, abs=0)
+    assert tensor.dtype == np.float32 and tensor.shape == spec.input_shape
+    assert np.abs(tensor - expected).max() <= 1e-5
+    assert np.array_equal(tensor, todays_arithmetic(img, spec))  # bit for bit what the pipeline gave before
+    assert np.array_equal(batch[0], tensor) and boxes[0] == box
+
+
+SPECS = [
+    PreprocessSpec.square(320, resize="letterbox", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    PreprocessSpec.square(320, resize="letterbox", color="bgr", pad_value=0),
+    PreprocessSpec(96, 160, resize="letterbox", pad_value=255, interpolation="area"),
+    PreprocessSpec(33, 17, resize="letterbox", interpolation="nearest", mean=(0.1, 0.9, 0.3), std=(2.0, 0.01, 0.5)),
+    PreprocessSpec.square(64),  # stretch
+    PreprocessSpec(24, 40, color="bgr", interpolation="area", mean=(0, 0, 0), std=(1, 1, 1)),
+]
+SIZES = [(720, 1280), (1280, 720), (320, 320), (321, 319), (96, 160), (1, 1), (1, 300), (300, 1), (7, 5), (33, 17)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.height}x{s.width}-{s.resize}-{s.color}-{s.interpolation}")
+@pytest.mark.parametrize(("h", "w"), SIZES)
+def test_matches_reference(spec, h, w):
+    rng = np.random.default_rng(h * 1000 + w)
+    assert_matches_reference(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), spec)
+
+
+def test_matches_reference_on_random_specs():
+    """A property test without hypothesis (not a dependency): 300 random specs, image sizes and contents."""
+    rng = np.random.default_rng(2024)
+    for _ in range(300):
+        spec = PreprocessSpec(
+            height=int(rng.integers(8, 90)),
+            width=int(rng.integers(8, 90)),
+            resize=str(rng.choice(["stretch", "letterbox"])),
+            color=str(rng.choice(["rgb", "bgr"])),
+            mean=tuple(rng.uniform(0, 1, 3)),
+            std=tuple(rng.uniform(0.01, 2, 3)),
+            interpolation=str(rng.choice(["linear", "area", "nearest"])),
+            pad_value=int(rng.integers(0, 256)),
+        )
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        assert_matches_reference(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), spec)
+
+
+def test_every_level_normalises_as_before():
+    """All 256 uint8 levels of every channel: the look-up tables give today's float32 arithmetic exactly."""
+    spec = PreprocessSpec(16, 16, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    img = np.stack([levels, levels[::-1], levels.T], axis=2)
+    assert np.array_equal(normalize(img, spec), todays_arithmetic(img, spec))
+
+
+def test_views_and_mixed_batches():
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    spec = PreprocessSpec(48, 64, resize="letterbox")
+    crop = crop_roi(frame, (17, 9, 101, 77))  # a non-contiguous view, as ROI classification passes
+    assert_matches_reference(crop, spec)
+    images = [frame, crop, frame[::2, ::3], np.ascontiguousarray(frame[:64, :48])]
+    batch, boxes = preprocess_batch(images, spec)
+    for i, img in enumerate(images):
+        single, box = preprocess(img, spec)
+        assert np.array_equal(batch[i], single) and boxes[i] == box
+
+
+@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
+def test_non_uint8_images_keep_their_old_path(resize):
+    """A float image is not what cameras give, but it worked before and gives the same tensor now."""
+    spec = PreprocessSpec(32, 48, resize=resize)
+    img = np.random.default_rng(1).uniform(0, 255, (20, 30, 3)).astype(np.float32)
+    canvas, _ = resize_image(img, spec)
+    assert canvas.dtype == (np.float32 if resize == "stretch" else np.uint8)  # letterbox: cast into a uint8 canvas
+    if canvas.dtype == np.float32:
+        mean = np.asarray(spec.mean, np.float32) * 255.0
+        scale = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+        expected = np.stack([(canvas[:, :, 2 - c] - mean[c]) * scale[c] for c in range(3)])
+    else:
+        expected = todays_arithmetic(img, spec)
+    assert np.array_equal(preprocess(img, spec)[0], expected)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((0, 5, 3))])
+def test_preprocess_rejects_non_bgr_images(bad):
+    with pytest.raises(EdgecamError, match="HxWx3"):
+        preprocess(bad, PreprocessSpec.square(16))
+    with pytest.raises(EdgecamError, match="HxWx3"):
+        preprocess_batch([np.zeros((10, 10, 3), np.uint8), bad], PreprocessSpec.square(16, resize="letterbox"))
