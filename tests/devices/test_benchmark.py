@@ -55,3 +55,15 @@ def test_engine_precision_shows_int8_convolutions_where_the_hint_says_f32():
     assert engine_precision(int8_ir, "int8") == "int8 (18/20 convs), f32 rest"
     assert engine_precision({"engine_precision": "bf16", "conv_precisions": {"bf16": 20}}, "bf16") == "bf16"
     assert engine_precision({"backend": "onnxruntime"}, "fp32") == "fp32"  # ONNX Runtime reports no hint
+
+
+@pytest.mark.parametrize("backend, variant", [("openvino", "openvino-fp32"), ("onnxruntime", "onnx-fp32")])
+def test_throughput_submits_through_the_backend_interface(exported_bundle, backend, variant):
+    from edgecam.devices.benchmark import throughput, time_variant
+    from edgecam.runtime.bundle import load_bundle
+
+    bundle = load_bundle(exported_bundle)
+    path, shape = bundle.path_of(bundle.variant(variant)), (2, *bundle.preprocess.input_shape)
+    assert throughput(path, backend, "fp32", shape, seconds=0.2) > 0
+    timed = time_variant(path, backend, "fp32", shape, runs=3, warmup=1, threads=1)
+    assert timed["p50_ms"] > 0 and timed["engine"]["backend"] == backend
