@@ -114,10 +114,12 @@ class OpenVinoBackend(Backend):
         data = as_input(batch)
         request = self.compiled.create_infer_request()
         request.set_input_tensor(self._ov.Tensor(data, shared_memory=True))
-        run = request.infer
+        start, wait = request.start_async, request.wait
 
         def call() -> None:
-            run(None, True, True)
+            # start + wait: no outputs dictionary is built (`infer` costs ~10 us more per call, 3-8 % at 64 px)
+            start()
+            wait()
 
         call.keep = data  # type: ignore[attr-defined]  # the tensor shares this memory
         return call
