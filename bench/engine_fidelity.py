@@ -48,11 +48,13 @@ def benchmark_app_median(
     threads: int | None = None,
     static: bool = True,
 ) -> float:
-    """Median latency in ms from `benchmark_app -hint latency` on the CPU, with the inference precision edgecam's
-    OpenVINO backend sets for this variant precision (f32 for fp32/fp16/int8 IRs). `static`: `-shape` reshapes the
+    """Median latency in ms from `benchmark_app -hint latency` on the CPU with a float32 input, as edgecam feeds
+    it, and the inference precision edgecam's OpenVINO backend sets for this variant precision (f32 for
+    fp32/fp16/int8 IRs). `static`: `-shape` reshapes the
     model to `shape`; else `-data_shape` keeps a dynamic-batch IR dynamic, as edgecam loads it (inputs set once)."""
     cmd = [*benchmark_app_command(), "-m", str(ir), "-d", "CPU", "-hint", "latency", "-niter", str(int(niter))]
-    cmd += ["-infer_precision", INFERENCE_PRECISION.get(precision, "f32")]
+    # -ip f32: benchmark_app otherwise turns an image-like input into u8 (a different, smaller model input).
+    cmd += ["-ip", "f32", "-infer_precision", INFERENCE_PRECISION.get(precision, "f32")]
     cmd += ["-shape", _shape_arg(shape)] if static else ["-data_shape", _shape_arg(shape), "-inference_only", "true"]
     with tempfile.TemporaryDirectory() as tmp:
         if threads:  # benchmark_app refuses -nthreads with a hint; a config file sets what edgecam sets

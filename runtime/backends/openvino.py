@@ -83,7 +83,7 @@ class OpenVinoBackend(Backend):
         self._shape: tuple[int, ...] | None = None
         self._data = np.empty(0, np.float32)
         self._queue: Any = None
-        self._submit_lock = threading.Lock()  # AsyncInferQueue hands out idle requests; one submitter at a time
+        self._submit_lock = threading.Lock()
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Copies the batch into an input tensor kept per batch shape: setting a new tensor on every call costs
@@ -151,21 +151,21 @@ class OpenVinoBackend(Backend):
             self.open_async(1)
         future: Future = Future()
         batch = as_input(batch)
-        try:
-            # A request that fails asynchronously never calls back and poisons the queue (OpenVINO 2026.4), so
-            # the one failure a caller can cause, a batch of the wrong shape, is refused before it starts.
-            self._check_shape(batch.shape)
-            with self._submit_lock:
-                queue = self._queue
-                if queue is None:
-                    raise RuntimeError(f"the {self.name} backend's async queue is closed")
+        with self._submit_lock:  # AsyncInferQueue hands out idle requests: one submitter at a time
+            queue = self._queue
+            if queue is None:
+                raise RuntimeError(f"the {self.name} backend's async queue is closed")
+            try:
+                # A request that fails asynchronously never calls back and poisons the queue (OpenVINO 2026.4),
+                # so the one failure a caller can cause, a batch of the wrong shape, is refused before it starts.
+                self._check_shape(batch.shape)
                 with self._async_lock:
                     self._inflight.add(future)
                 future.add_done_callback(self._forget)
                 queue.start_async({0: batch}, future)  # copies the input: the caller may reuse its array
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
         return future
 
     def _done(self, request: Any, future: Future) -> None:
