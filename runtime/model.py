@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgecam.runtime.backends import create_backend
-from edgecam.runtime.backends.base import PERFORMANCE_MODES
+from edgecam.runtime.backends.base import PERFORMANCE_MODES, Backend
 from edgecam.runtime.bundle import Bundle, Variant, load_bundle
 from edgecam.runtime.decode import decode_detections
 from edgecam.runtime.errors import EdgecamError
@@ -72,17 +72,22 @@ def detect_settings(bundle: Bundle, conf: float | None = None, iou: float | None
 
 
 class Model:
-    """What the runtime, `edgecam val` on a bundle and the benchmark all call."""
+    """What the runtime, `edgecam val` on a bundle and the benchmark all call.
+
+    `backend` is an engine name, loaded here, or an already loaded `Backend` to share (a per-camera view of one
+    model: see `view`). `infer` replaces the inference call, e.g. with a shared engine's queue.
+    """
 
     def __init__(
         self,
         bundle: Bundle | str | Path,
-        backend: str = "openvino",
+        backend: str | Backend = "openvino",
         variant: str | None = None,
         threads: int | None = None,
         conf: float | None = None,
         iou: float | None = None,
         mode: str = "latency",
+        infer: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if mode not in PERFORMANCE_MODES:
             raise EdgecamError(f"unknown engine mode {mode!r}", fix=f"use one of {', '.join(PERFORMANCE_MODES)}")
@@ -90,19 +95,40 @@ class Model:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         # Checked before the engine loads, so a bundle the detector cannot decode fails fast.
         self.detect_settings = detect_settings(self.bundle, conf, iou) if self.bundle.task == "detect" else None
-        self.engine = create_backend(backend)
+        shared = isinstance(backend, Backend)
+        self.engine: Backend = backend if isinstance(backend, Backend) else create_backend(backend)
         self.variant: Variant = self.bundle.variant(variant, self.engine.formats)
         self.spec = self.bundle.preprocess
         self.class_names = self.bundle.class_names
         self.task = self.bundle.task
         self.threads = threads or default_threads()
-        path = self.bundle.path_of(self.variant)
-        self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
+        if not shared:
+            path = self.bundle.path_of(self.variant)
+            self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
+        self._infer = infer if infer is not None else self._engine_infer
         self.times = StageTimes()
+
+    def view(self, infer: Callable[[np.ndarray], np.ndarray]) -> Model:
+        """A Model on the same bundle, variant, loaded backend and settings, with its own `StageTimes`, that infers
+        through `infer`: one per camera on a shared engine, since the timers are not thread-safe."""
+        settings = self.detect_settings
+        return Model(
+            self.bundle,
+            self.engine,
+            self.variant.name,
+            self.threads,
+            conf=settings.conf if settings else None,
+            iou=settings.iou if settings else None,
+            mode=self.mode,
+            infer=infer,
+        )
+
+    def _engine_infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.engine.infer(batch)[0]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 NxCxHxW -> the first output (logits for a classifier)."""
-        return self.engine.infer(batch)[0]
+        return self._infer(batch)
 
     def classify(self, images: Sequence[np.ndarray], rois: list[ROI] | None = None) -> list[Classification]:
         """BGR images (or crops) -> one Classification each; timed as preprocess / infer / postprocess."""

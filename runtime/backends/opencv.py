@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgecam.runtime.backends import register_backend
-from edgecam.runtime.backends.base import Backend
+from edgecam.runtime.backends.base import Backend, as_input
 from edgecam.runtime.errors import EdgecamError
 
 FIX = "use --backend onnxruntime or openvino, or upgrade opencv-python-headless"
@@ -69,6 +69,7 @@ class OpenCvBackend(Backend):
         precision: str = "fp32",
         device: str = "CPU",
         mode: str = "latency",
+        streams: int | None = None,
     ) -> None:
         import cv2
 
@@ -83,7 +84,7 @@ class OpenCvBackend(Backend):
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         import cv2
 
-        self.net.setInput(np.ascontiguousarray(batch, np.float32))
+        self.net.setInput(as_input(batch))
         try:
             outputs = list(self.net.forward(self.output_names))
         except cv2.error as exc:

@@ -33,3 +33,15 @@ def test_cli_benchmark_batch(exported_bundle, capsys):
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["batch"] == 4 and r["backend"] == "onnxruntime" for r in rows)
+
+
+@pytest.mark.parametrize("backend, variant", [("openvino", "openvino-fp32"), ("onnxruntime", "onnx-fp32")])
+def test_throughput_submits_through_the_backend_interface(exported_bundle, backend, variant):
+    from edgecam.devices.benchmark import throughput, time_variant
+    from edgecam.runtime.bundle import load_bundle
+
+    bundle = load_bundle(exported_bundle)
+    path, shape = bundle.path_of(bundle.variant(variant)), (2, *bundle.preprocess.input_shape)
+    assert throughput(path, backend, "fp32", shape, seconds=0.2) > 0
+    timed = time_variant(path, backend, "fp32", shape, runs=3, warmup=1, threads=1)
+    assert timed["p50_ms"] > 0 and timed["engine"]["backend"] == backend

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgecam.runtime.engine import SharedEngine
+from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model
 from edgecam.runtime.types import Frame
 from tests.runtime.conftest import solid
@@ -103,14 +104,20 @@ def test_an_engine_error_reaches_the_caller_and_the_engine_keeps_working(tiny_bu
 
 
 def test_openvino_errors_reach_the_caller(tiny_bundle):
-    engine = SharedEngine(Model(tiny_bundle, backend="openvino", threads=1))
-    with pytest.raises(ValueError, match="does not fit the model input"):
-        engine.submit(np.zeros((1, 3, 7, 7), np.float32)).result(timeout=10)
+    model = Model(tiny_bundle, backend="openvino", threads=1)
+    engine = SharedEngine(model)
+    for _ in range(2 * engine.workers):  # more refusals than infer requests: the queue must stay usable
+        with pytest.raises(EdgecamError, match="does not fit the model input"):
+            engine.submit(np.zeros((1, 3, 7, 7), np.float32)).result(timeout=10)
     assert engine.queue_depth == 0
+    good = batches(model, 1)[0]
+    np.testing.assert_allclose(engine.infer(good, timeout=10), model.infer(good), atol=1e-6)
     engine.close()
 
 
 def test_backends_that_are_not_thread_safe_get_one_worker(tiny_bundle):
-    engine = SharedEngine(Model(tiny_bundle, backend="opencv", threads=1), workers=4)
-    assert engine.kind == "opencv-pool" and engine._pool is not None and engine._pool._max_workers == 1
+    model = Model(tiny_bundle, backend="opencv", threads=1)
+    engine = SharedEngine(model, workers=4)
+    assert engine.kind == "opencv-pool" and engine.workers == model.engine.max_parallel == 1
+    assert engine.info()["workers"] == 1
     engine.close()
