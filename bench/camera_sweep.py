@@ -33,7 +33,9 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_count(bundle: Path, variant: str, videos: list[Path], n: int, seconds: float, mode: str) -> dict[str, Any]:
+def run_count(
+    bundle: Path, variant: str, videos: list[Path], n: int, seconds: float, mode: str, threads: int | None = None
+) -> dict[str, Any]:
     """In this process: `n` cameras for `WARMUP_SECONDS` + `seconds`; rates and CPU over the measured part only."""
     from edgecam.runtime.camera_config import parse_runtime_config
     from edgecam.runtime.cameras import MultiCameraRunner
@@ -41,10 +43,11 @@ def run_count(bundle: Path, variant: str, videos: list[Path], n: int, seconds: f
 
     cameras = [
         {"name": f"cam{i:02d}", "source": str(videos[i % len(videos)].resolve()), "bundle": str(bundle.resolve()),
-         "variant": variant, "max_fps": CAMERA_FPS}
+         "variant": variant, "max_fps": CAMERA_FPS, "backend": "onnxruntime" if variant.startswith("onnx") else "openvino"}
         for i in range(n)
     ]  # fmt: skip
-    config = parse_runtime_config({"cameras": cameras, "engine": {"mode": mode}}, "camera sweep", Path.cwd())
+    engine = {"mode": mode, "threads": threads}
+    config = parse_runtime_config({"cameras": cameras, "engine": engine}, "camera sweep", Path.cwd())
     runner = MultiCameraRunner(config)
     runner.start()
     try:
@@ -59,7 +62,7 @@ def run_count(bundle: Path, variant: str, videos: list[Path], n: int, seconds: f
         ages = [list(c.ages) for c in runner.cameras]
         stages = [c.times.summary() for c in runner.cameras]
         errors = [c.error for c in runner.cameras if c.error]
-        engine = next(iter(runner.engines.values())).info()
+        info = next(iter(runner.engines.values())).info()
     finally:
         runner.stop()
     elapsed = t1 - t0
@@ -80,7 +83,7 @@ def run_count(bundle: Path, variant: str, videos: list[Path], n: int, seconds: f
         "cpu_ms_per_frame": round((cpu1 - cpu0) * 1000.0 / max(processed, 1), 3),
         "cpu_cores_busy": round((cpu1 - cpu0) / elapsed, 2),
         "stage_mean_ms": mean_ms,
-        "engine": {k: engine.get(k) for k in ("backend", "precision", "shared", "workers", "mode", "streams")},
+        "engine": {k: info.get(k) for k in ("backend", "precision", "shared", "workers", "mode", "streams", "threads")},
         "errors": errors,
         "holds": min(fps) >= HOLD_FPS and max(age_p95) <= HOLD_AGE_MS and not errors,
     }
@@ -88,13 +91,13 @@ def run_count(bundle: Path, variant: str, videos: list[Path], n: int, seconds: f
 
 def sweep(
     bundle: Path, variant: str, videos: list[Path], counts: tuple[int, ...] = COUNTS, seconds: float = 30.0,
-    mode: str = "throughput",
+    mode: str = "latency", threads: int | None = 1,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every count in its own interpreter, so no count inherits another's threads or caches."""
     rows = []
     for n in counts:
         cmd = [sys.executable, "-m", "edgecam.bench.camera_sweep", str(bundle), variant, str(n), str(seconds), mode]
-        cmd += [str(v) for v in videos]
+        cmd += [str(v) for v in videos] + (["--threads", str(threads)] if threads else [])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 240, check=False)
         if done.returncode != 0 or not done.stdout.strip():
             tail = " | ".join(done.stderr.strip().splitlines()[-3:])
@@ -139,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("seconds", type=float)
     p.add_argument("mode", choices=("latency", "throughput"))
     p.add_argument("videos", type=Path, nargs="+")
+    p.add_argument("--threads", type=int, default=None, help="inference threads of the shared engine")
     a = p.parse_args(argv)
-    print(json.dumps(run_count(a.bundle, a.variant, a.videos, a.cameras, a.seconds, a.mode)))
+    print(json.dumps(run_count(a.bundle, a.variant, a.videos, a.cameras, a.seconds, a.mode, a.threads)))
     return 0
 
 

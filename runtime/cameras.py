@@ -129,7 +129,8 @@ class CameraRunner:
         live = isinstance(self.source, LiveSource)
         try:
             # Files and folders decode ahead on a thread (order kept, nothing dropped); live sources already do.
-            frames = iter(self.source) if live else self._stack.enter_context(Prefetcher(iter(self.source)))
+            ahead = None if live else Prefetcher(iter(self.source), lower_priority=True)
+            frames = iter(self.source) if ahead is None else self._stack.enter_context(ahead)
             while not self._stop.is_set():
                 if self.max_frames is not None and self.processor.frames >= self.max_frames:
                     break

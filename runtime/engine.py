@@ -35,7 +35,11 @@ class SharedEngine:
         self._pending = 0
         self._closed = False
         self.workers = self.backend.open_async(max(1, int(workers)))
-        self.kind = f"{self.backend.name}-{self.backend.async_kind}"
+        # A thread-safe backend runs a camera's batch on the camera's own thread (no hand-off, no callback on an
+        # engine thread), at most `workers` at once; the others go through the backend's async queue.
+        self.direct = self.backend.thread_safe
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self.kind = f"{self.backend.name}-{'direct' if self.direct else self.backend.async_kind}"
 
     @property
     def queue_depth(self) -> int:
@@ -63,8 +67,24 @@ class SharedEngine:
         return future
 
     def infer(self, batch: np.ndarray, timeout: float | None = 60.0) -> np.ndarray:
-        """Blocking `submit(batch).result()`, the drop-in for `Model.infer`; a hung engine raises TimeoutError."""
-        return self.submit(batch).result(timeout)
+        """The first output for `batch`, the drop-in for `Model.infer`. Through the async queue a hung engine
+        raises TimeoutError after `timeout` s; a direct call holds one of the `workers` slots while it runs."""
+        if not self.direct:
+            return self.submit(batch).result(timeout)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the shared engine is closed")
+            self._pending += 1
+        try:
+            if not self._slots.acquire(timeout=timeout if timeout is not None else -1):
+                raise TimeoutError(f"no free engine slot in {timeout} s")
+            try:
+                return self.backend.infer(batch)[0]
+            finally:
+                self._slots.release()
+        finally:
+            with self._lock:
+                self._pending -= 1
 
     def view(self) -> Model:
         """A per-camera `Model` (same bundle, backend, preprocessing and decoding) whose inference runs on this

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.priority import lower_own_priority
 from edgecam.runtime.reconnect import EventCallback, Reconnector, ReconnectPolicy
 from edgecam.runtime.sources import (
     Capture,
@@ -82,6 +83,7 @@ class LiveReader:
         return failures >= self.max_failures
 
     def _run(self) -> None:
+        lower_own_priority()  # and the decoder threads a reconnect opens here inherit it (runtime/priority.py)
         captured, failures, last_frame = 0, 0, time.monotonic()
         try:
             if self.capture is None and self.reconnector is not None:

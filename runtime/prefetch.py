@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from edgecam.runtime.priority import lower_own_priority
+
 T = TypeVar("T")
 _END = object()
 
@@ -19,10 +21,14 @@ _END = object()
 class Prefetcher(Generic[T]):
     """Iterate `items` on a daemon thread, `depth` items ahead of the consumer. `close()` stops it early."""
 
-    def __init__(self, items: Iterator[T], depth: int = 2, name: str = "edgecam-prefetch") -> None:
+    def __init__(
+        self, items: Iterator[T], depth: int = 2, name: str = "edgecam-prefetch", lower_priority: bool = False
+    ) -> None:
+        """`lower_priority`: read at the readers' lower CPU priority (runtime/priority.py)."""
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self._items = items
+        self.lower_priority = lower_priority
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -39,6 +45,8 @@ class Prefetcher(Generic[T]):
         return False
 
     def _run(self) -> None:
+        if self.lower_priority:
+            lower_own_priority()
         try:
             for item in self._items:
                 if not self._put(item):

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.imagefolder import IMAGE_EXTS, read_image
+from edgecam.runtime.priority import call_with_lower_priority
 from edgecam.runtime.reconnect import EventCallback, ReconnectPolicy
 from edgecam.runtime.types import Frame
 
@@ -182,7 +183,7 @@ class VideoFileSource(Source):
         resolution: Resolution | None = None,
     ) -> None:
         super().__init__(spec, max_fps, stride, resolution)
-        self._cap = capture_factory(spec)
+        self._cap = call_with_lower_priority(lambda: capture_factory(spec))  # its decoder threads run lower
         if not self._cap.isOpened():
             raise EdgecamError("cannot open the video", path=spec, fix="check the path and that the file is a video")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)

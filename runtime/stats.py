@@ -14,7 +14,7 @@ import numpy as np
 def percentiles(values: Any, qs: tuple[int, ...] = (50, 95), digits: int = 3) -> dict[str, float]:
     """{"p50": .., "p95": ..} of `values` (any iterable of numbers), rounded; {} when there are none. The one place
     the runtime, the benchmark and the reports compute their percentiles."""
-    arr = np.fromiter(values, dtype=np.float64)
+    arr = np.asarray(values if hasattr(values, "__len__") else list(values), dtype=np.float64)
     if arr.size == 0:
         return {}
     return {f"p{q}": round(float(v), digits) for q, v in zip(qs, np.percentile(arr, qs), strict=True)}
@@ -41,7 +41,7 @@ class StageTimes:
     def summary(self) -> dict[str, dict[str, Any]]:
         out = {}
         for stage, values in self._samples.items():
-            pct = percentiles(v * 1000.0 for v in values)
+            pct = percentiles(np.asarray(values) * 1000.0)
             out[stage] = {
                 "count": self._count[stage],
                 "mean_ms": round(self._total[stage] * 1000.0 / self._count[stage], 3),

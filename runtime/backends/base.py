@@ -97,7 +97,8 @@ class Backend(ABC):
 
     def submit(self, batch: np.ndarray) -> Future:
         """Queue a float32 NxCxHxW batch -> a Future of its outputs (as `infer` returns them). An error of this
-        batch is raised by the future's `result()`; the engine keeps running the others."""
+        batch is raised by the future's `result()`; the engine keeps running the others. The engine may read the
+        batch's memory until the future is done (no copy): do not write into it before."""
         if self._pool is None and not self._async_closed:
             self.open_async(1)
         with self._async_lock:

@@ -185,7 +185,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_registered_fake_backend_runs_through_the_shared_engine(tiny_bundle, fakes, name, most):
     model = Model(tiny_bundle, backend=name, threads=1)
     engine = SharedEngine(model, workers=4)
-    assert engine.kind == f"{name}-pool" and engine.workers == most
+    assert engine.kind == f"{name}-{'direct' if most > 1 else 'pool'}" and engine.workers == most
     inputs = random_batches(tiny_bundle, 8, seed=4)
     futures = [engine.submit(b) for b in inputs]
     for future, batch in zip(futures, inputs, strict=True):
@@ -195,6 +195,25 @@ def test_a_registered_fake_backend_runs_through_the_shared_engine(tiny_bundle, f
     assert info["backend"] == name and info["workers"] == most and info["shared"] == engine.kind
     engine.close()
     assert engine.queue_depth == 0
+
+
+def test_direct_calls_of_a_thread_safe_backend_run_on_the_callers_threads_at_most_workers_at_once(tiny_bundle, fakes):
+    model = Model(tiny_bundle, backend="fake-test-threadsafe", threads=1)
+    engine = SharedEngine(model, workers=2)
+    inputs = random_batches(tiny_bundle, 8, seed=5)
+    results: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, engine.infer(inputs[i]))) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    for i, batch in enumerate(inputs):
+        np.testing.assert_allclose(results[i], 2.0 * batch.mean(axis=(2, 3)), rtol=1e-6)
+    assert model.engine.most == 2 and model.engine.calls == 8  # bounded by workers, every caller served
+    assert engine.queue_depth == 0
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.infer(inputs[0])
 
 
 def test_the_shared_engine_uses_a_backends_own_submit(tiny_bundle, fakes, monkeypatch):
