@@ -24,7 +24,7 @@ from edgecam.runtime.engine import SharedEngine
 from edgecam.runtime.live import LiveSource
 from edgecam.runtime.model import Model
 from edgecam.runtime.prefetch import Prefetcher
-from edgecam.runtime.processor import FrameProcessor
+from edgecam.runtime.processor import FrameProcessor, FrameResult
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.sources import CaptureFactory, Source, open_source
@@ -123,25 +123,37 @@ class CameraRunner:
 
     # --- the loop -------------------------------------------------------------------------------------------
     def loop(self) -> None:
-        """Read and process frames until the source ends, a stop is asked for, `max_frames` or the deadline."""
+        """Read and process frames until the source ends, a stop is asked for, `max_frames` are read or the
+        deadline. A file read as fast as it decodes keeps two frames in flight (the engine runs one while this
+        thread prepares or writes the other); a live or paced source one, the newest."""
         assert self.source is not None
         self._started = self._started or time.monotonic()
         live = isinstance(self.source, LiveSource)
+        depth = 1 if live or self.cfg.max_fps else 2
+        inflight: deque[FrameResult] = deque()
+        read = 0
         try:
             # Files and folders decode ahead on a thread (order kept, nothing dropped); live sources already do.
             ahead = None if live else Prefetcher(iter(self.source), lower_priority=True)
             frames = iter(self.source) if ahead is None else self._stack.enter_context(ahead)
-            while not self._stop.is_set():
-                if self.max_frames is not None and self.processor.frames >= self.max_frames:
-                    break
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    break
-                t0 = time.perf_counter()
-                frame = next(frames, None)
-                if frame is None:
-                    break
-                self.times.add("read", time.perf_counter() - t0)
-                self._process(frame)
+            try:
+                while not self._stop.is_set():
+                    if self.max_frames is not None and read >= self.max_frames:
+                        break
+                    if self.deadline is not None and time.monotonic() >= self.deadline:
+                        break
+                    t0 = time.perf_counter()
+                    frame = next(frames, None)
+                    if frame is None:
+                        break
+                    self.times.add("read", time.perf_counter() - t0)
+                    read += 1
+                    inflight.append(self._begin(frame))
+                    while len(inflight) >= depth:
+                        self._finish(inflight.popleft())
+            finally:  # what was started is finished and written, however the loop ends
+                while inflight:
+                    self._finish(inflight.popleft())
         except Exception as exc:  # one camera's failure is reported and ends that camera only
             self.exception = exc
             self.error = f"{type(exc).__name__}: {exc}"
@@ -152,13 +164,16 @@ class CameraRunner:
             self._publish(force=True, online=False)
             self._set_online(False)
 
-    def _process(self, frame: Frame) -> None:
+    def _begin(self, frame: Frame) -> FrameResult:
         if not self._online:
             self._online = True
             self._set_online(True)
-        result = self.processor.process(frame)
+        return self.processor.begin(frame)
+
+    def _finish(self, started: FrameResult) -> None:
+        result = self.processor.finish(started)
         if not result.skipped and result.error is None:
-            self.ages.append((time.time() - frame.arrived) * 1000.0)
+            self.ages.append((time.time() - result.frame.arrived) * 1000.0)
         self._publish()
         if self.progress is not None and not self.thread.ident:
             self.progress(self.processor.frames, time.monotonic() - self._started)

@@ -14,7 +14,7 @@ of requests. ONNX Runtime already runs `workers` requests in parallel, so the mo
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ class SharedEngine:
         # engine thread), at most `workers` at once; the others go through the backend's async queue.
         self.direct = self.backend.thread_safe
         self._slots = threading.BoundedSemaphore(self.workers)
+        self._helpers: ThreadPoolExecutor | None = None  # made on the first `infer_async`
         self.kind = f"{self.backend.name}-{'direct' if self.direct else self.backend.async_kind}"
 
     @property
@@ -66,6 +67,17 @@ class SharedEngine:
             inner.add_done_callback(lambda f: _forward(f, future))
         return future
 
+    def infer_async(self, batch: np.ndarray) -> Future:
+        """`infer` for a caller that goes on working while its batch runs (a file camera prepares its next frame):
+        a thread-safe backend runs it on a helper thread through the same direct path, others `submit` it."""
+        if not self.direct:
+            return self.submit(batch)
+        with self._lock:
+            if self._helpers is None:
+                self._helpers = ThreadPoolExecutor(self.workers, thread_name_prefix="edgecam-infer")
+            helpers = self._helpers
+        return helpers.submit(self.infer, batch)
+
     def infer(self, batch: np.ndarray, timeout: float | None = 60.0) -> np.ndarray:
         """The first output for `batch`, the drop-in for `Model.infer`. Through the async queue a hung engine
         raises TimeoutError after `timeout` s; a direct call holds one of the `workers` slots while it runs."""
@@ -89,7 +101,7 @@ class SharedEngine:
     def view(self) -> Model:
         """A per-camera `Model` (same bundle, backend, preprocessing and decoding) whose inference runs on this
         engine, with its own `StageTimes`: the timers are not thread-safe and each camera reports its own stages."""
-        return self.model.view(self.infer)
+        return self.model.view(self.infer, self.infer_async)
 
     def info(self) -> dict[str, Any]:
         """The backend's own report (OpenVINO adds its streams) and how this engine shares it."""
@@ -99,6 +111,9 @@ class SharedEngine:
         """Finish what is queued, then refuse new work."""
         with self._lock:
             self._closed = True
+            helpers, self._helpers = self._helpers, None
+        if helpers is not None:
+            helpers.shutdown(wait=True)
         self.backend.close()
 
 

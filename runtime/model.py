@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,19 @@ def detect_settings(bundle: Bundle, conf: float | None = None, iou: float | None
     return settings
 
 
+@dataclass
+class Pending:
+    """A batch on its way through the engine (`Model.start_*`), to be decoded by `Model.finish`."""
+
+    future: Future
+    started: float  # perf_counter() when preprocessing ended
+    rois: list[ROI] | None = None
+    letterboxes: list[Any] | None = None  # detectors: each image's letterbox and (width, height)
+    sizes: list[tuple[int, int]] | None = None
+    conf: float | None = None
+    iou: float | None = None
+
+
 class Model:
     """What the runtime, `edgecam val` on a bundle and the benchmark all call.
 
@@ -106,13 +120,19 @@ class Model:
             path = self.bundle.path_of(self.variant)
             self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
         self._infer = infer if infer is not None else self._engine_infer
+        self._submit: Callable[[np.ndarray], Future] = self._infer_now
         self.times = StageTimes()
 
-    def view(self, infer: Callable[[np.ndarray], np.ndarray]) -> Model:
+    def view(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        submit: Callable[[np.ndarray], Future] | None = None,
+    ) -> Model:
         """A Model on the same bundle, variant, loaded backend and settings, with its own `StageTimes`, that infers
-        through `infer`: one per camera on a shared engine, since the timers are not thread-safe."""
+        through `infer` (and `submit`, for batches started before the previous one is finished): one per camera on
+        a shared engine, since the timers are not thread-safe."""
         settings = self.detect_settings
-        return Model(
+        view = Model(
             self.bundle,
             self.engine,
             self.variant.name,
@@ -122,74 +142,108 @@ class Model:
             mode=self.mode,
             infer=infer,
         )
+        if submit is not None:
+            view._submit = submit
+        return view
 
     def _engine_infer(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.infer(batch)[0]
+
+    def _infer_now(self, batch: np.ndarray) -> Future:
+        """The synchronous inference as an already finished future (no engine queue to submit to)."""
+        future: Future = Future()
+        try:
+            future.set_result(self._infer(batch))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 NxCxHxW -> the first output (logits for a classifier)."""
         return self._infer(batch)
 
-    def classify(self, images: Sequence[np.ndarray], rois: list[ROI] | None = None) -> list[Classification]:
-        """BGR images (or crops) -> one Classification each; timed as preprocess / infer / postprocess."""
+    # --- two phases: start (preprocess, submit) and finish (wait, decode) ---------------------------------------
+    def start_classify(self, images: Sequence[np.ndarray], rois: list[ROI] | None = None) -> Pending:
+        """Preprocess BGR images (or crops) and start their inference; `finish` gives one Classification each."""
         if self.task != "classify":
             raise EdgecamError(f"this bundle is a {self.task} model, not a classifier", path=self.bundle.root)
         t0 = time.perf_counter()
         batch, _ = preprocess_batch(list(images), self.spec)
         t1 = time.perf_counter()
-        logits = self.infer(batch)
-        t2 = time.perf_counter()
-        out = classifications(logits, self.class_names, rois)
-        t3 = time.perf_counter()
         self.times.add("preprocess", t1 - t0)
-        self.times.add("infer", t2 - t1)
-        self.times.add("postprocess", t3 - t2)
-        return out
+        return Pending(self._submit(batch), t1, rois=rois)
 
-    def classify_frame(self, frame: Frame, rois: list[ROI] | None = None) -> list[Classification]:
-        """The whole frame, or each (x, y, w, h) region of it batched into one inference."""
-        if not rois:
-            return self.classify([frame.image])
-        return self.classify([crop_roi(frame.image, r) for r in rois], rois)
-
-    def detect(
+    def start_detect(
         self, images: Sequence[np.ndarray], conf: float | None = None, iou: float | None = None
-    ) -> list[Detections]:
-        """BGR images -> one Detections each, in that image's pixels; timed as preprocess / infer / postprocess."""
-        settings = self.detect_settings
-        if settings is None:
+    ) -> Pending:
+        """Preprocess BGR images and start their inference; `finish` gives one Detections each, in image pixels."""
+        if self.detect_settings is None:
             raise EdgecamError(f"this bundle is a {self.task} model, not a detector", path=self.bundle.root)
         images = list(images)
         t0 = time.perf_counter()
         batch, letterboxes = preprocess_batch(images, self.spec)
         t1 = time.perf_counter()
-        preds = self.infer(batch)
+        self.times.add("preprocess", t1 - t0)
+        sizes = [(image.shape[1], image.shape[0]) for image in images]
+        return Pending(self._submit(batch), t1, letterboxes=letterboxes, sizes=sizes, conf=conf, iou=iou)
+
+    def finish(self, pending: Pending) -> list[Any]:
+        """Wait for a started batch and decode it: `infer` is timed from the end of preprocessing to the result."""
+        out = pending.future.result()
         t2 = time.perf_counter()
-        if preds.ndim != 3 or preds.shape[0] != len(images) or preds.shape[2] != 4 + len(self.class_names):
+        results = (
+            self._decode(out, pending)
+            if pending.sizes is not None
+            else classifications(out, self.class_names, pending.rois)
+        )
+        self.times.add("infer", t2 - pending.started)
+        self.times.add("postprocess", time.perf_counter() - t2)
+        return results
+
+    def _decode(self, preds: np.ndarray, pending: Pending) -> list[Detections]:
+        settings = self.detect_settings
+        assert settings is not None and pending.sizes is not None and pending.letterboxes is not None
+        n = len(pending.sizes)
+        if preds.ndim != 3 or preds.shape[0] != n or preds.shape[2] != 4 + len(self.class_names):
             raise EdgecamError(
-                f"detector output has shape {tuple(preds.shape)}, expected ({len(images)}, anchors, "
+                f"detector output has shape {tuple(preds.shape)}, expected ({n}, anchors, "
                 f"4 + {len(self.class_names)} classes)",
                 path=self.bundle.path_of(self.variant),
                 fix="re-export the model: its output does not match the manifest's class names",
             )
-        out = [
+        return [
             decode_detections(
                 p,
                 settings.strides,
                 (self.spec.height, self.spec.width),
-                conf=settings.conf if conf is None else conf,
-                iou=settings.iou if iou is None else iou,
+                conf=settings.conf if pending.conf is None else pending.conf,
+                iou=settings.iou if pending.iou is None else pending.iou,
                 max_det=settings.max_det,
                 letterbox=box,
-                orig_size=(image.shape[1], image.shape[0]),
+                orig_size=size,
             )
-            for p, box, image in zip(preds, letterboxes, images, strict=True)
+            for p, box, size in zip(preds, pending.letterboxes, pending.sizes, strict=True)
         ]
-        t3 = time.perf_counter()
-        self.times.add("preprocess", t1 - t0)
-        self.times.add("infer", t2 - t1)
-        self.times.add("postprocess", t3 - t2)
-        return out
+
+    # --- one call -------------------------------------------------------------------------------------------
+    def classify(self, images: Sequence[np.ndarray], rois: list[ROI] | None = None) -> list[Classification]:
+        """BGR images (or crops) -> one Classification each; timed as preprocess / infer / postprocess."""
+        return self.finish(self.start_classify(images, rois))
+
+    def start_classify_frame(self, frame: Frame, rois: list[ROI] | None = None) -> Pending:
+        """The whole frame, or each (x, y, w, h) region of it batched into one inference."""
+        if not rois:
+            return self.start_classify([frame.image])
+        return self.start_classify([crop_roi(frame.image, r) for r in rois], rois)
+
+    def classify_frame(self, frame: Frame, rois: list[ROI] | None = None) -> list[Classification]:
+        return self.finish(self.start_classify_frame(frame, rois))
+
+    def detect(
+        self, images: Sequence[np.ndarray], conf: float | None = None, iou: float | None = None
+    ) -> list[Detections]:
+        """BGR images -> one Detections each, in that image's pixels; timed as preprocess / infer / postprocess."""
+        return self.finish(self.start_detect(images, conf, iou))
 
     def detect_frame(self, frame: Frame, conf: float | None = None, iou: float | None = None) -> Detections:
         """Detections for a whole frame, boxes in frame pixels."""

@@ -114,7 +114,7 @@ def run(
     camera: dict[str, Any] = {"name": "main", "source": str(source), "bundle": str(bundle), "backend": backend}
     camera.update(variant=variant, rois=[list(r) for r in rois or ()], track=False, conf=conf, iou=iou)
     camera["sinks"] = {k: str(v) for k, v in (("video", save_video), ("jsonl", jsonl)) if v is not None}
-    engine = {"workers": 1, "threads": threads}
+    engine = {"workers": 2, "threads": threads}
     config = parse_runtime_config({"cameras": [camera], "engine": engine}, "edgecam run", Path.cwd())
     runner = MultiCameraRunner(config, capture_factory=capture_factory)
     progress = _Progress(show_progress)

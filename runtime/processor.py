@@ -21,7 +21,7 @@ from edgecam.runtime.annotate import draw_classifications, draw_detections, draw
 from edgecam.runtime.bundle import Bundle
 from edgecam.runtime.camera_config import CameraConfig
 from edgecam.runtime.errors import EdgecamError
-from edgecam.runtime.model import Model
+from edgecam.runtime.model import Model, Pending
 from edgecam.runtime.motion import MotionGate
 from edgecam.runtime.scenarios import create_scenario
 from edgecam.runtime.sinks.jsonl import JsonlSink, to_jsonable
@@ -39,7 +39,7 @@ class TaskRunner:
     """What the processor needs from a task: results for a frame, how to draw them, the labels they count, and
     how they are recorded in the JSON lines (by default as they are)."""
 
-    process: Callable[[Model, Frame, list[ROI] | None], list[Any]]
+    start: Callable[[Model, Frame, list[ROI] | None], Pending]
     draw: Callable[[np.ndarray, list[Any], Sequence[str]], np.ndarray]
     labels: Callable[[list[Any], Sequence[str]], list[str]]
     records: Callable[[list[Any], Sequence[str]], list[Any]] = lambda results, _names: results
@@ -53,12 +53,12 @@ def _box_records(results: list[Detections], class_names: Sequence[str]) -> list[
 # One entry per bundle task.
 TASK_RUNNERS: dict[str, TaskRunner] = {
     "classify": TaskRunner(
-        process=lambda model, frame, rois: model.classify_frame(frame, rois),
+        start=lambda model, frame, rois: model.start_classify_frame(frame, rois),
         draw=lambda image, results, _names: draw_classifications(image, results),
         labels=lambda results, _names: [r.label for r in results],
     ),
     "detect": TaskRunner(
-        process=lambda model, frame, _rois: [model.detect_frame(frame)],
+        start=lambda model, frame, _rois: model.start_detect([frame.image]),
         draw=lambda image, results, names: draw_detections(image, Detections.merge(results), names),
         labels=lambda results, names: [
             names[c] if 0 <= c < len(names) else str(c) for d in results for c in d.class_ids
@@ -109,6 +109,7 @@ class FrameResult:
     skipped: bool = False  # the motion gate saw nothing worth a look
     error: Exception | None = None  # the inference failed; the frame was counted and dropped
     image: np.ndarray | None = None  # the annotated frame, when an output needed one
+    pending: Pending | None = None  # between `begin` and `finish`: the inference in flight
 
 
 class FrameProcessor:
@@ -178,6 +179,12 @@ class FrameProcessor:
 
     # --- the frame --------------------------------------------------------------------------------------------
     def process(self, frame: Frame) -> FrameResult:
+        """The whole per-frame path for one frame."""
+        return self.finish(self.begin(frame))
+
+    def begin(self, frame: Frame) -> FrameResult:
+        """Motion gate, preprocessing and the start of inference. Until `finish`, the engine may run this frame
+        while the caller prepares the next (files read as fast as they decode keep two frames in flight)."""
         if frame.timestamp < self._last_ts:  # image folders stamp frames by mtime; trackers need time to run forward
             frame = replace(frame, timestamp=self._last_ts)
         self._last_ts = frame.timestamp
@@ -189,15 +196,25 @@ class FrameProcessor:
             result.skipped = True
             return result
         try:
-            results = self.runner.process(self.model, frame, self.rois if self.model.task == "classify" else None)
+            result.pending = self.runner.start(self.model, frame, self.rois if self.model.task == "classify" else None)
+        except Exception as exc:  # a failed inference drops the frame; the count shows it
+            self._failed(result, exc)
+        return result
+
+    def finish(self, result: FrameResult) -> FrameResult:
+        """Inference results -> tracker -> scenario -> outputs. A frame the gate skipped or that failed is as is."""
+        pending, result.pending = result.pending, None
+        if pending is None:
+            return result
+        frame = result.frame
+        try:
+            results = self.model.finish(pending)
             if self.model.task == "classify":
                 result.classifications = results
             if self.classifier is not None:
                 result.classifications = self.classifier.classify_frame(frame, self.rois or None)
-        except Exception as exc:  # a failed inference drops the frame; the count shows it
-            self.inference_errors += 1
-            self.warn("inference", exc)
-            result.error = exc
+        except Exception as exc:
+            self._failed(result, exc)
             return result
         result.labels = self.runner.labels(results, self.model.class_names)
         self.labels.update(result.labels)
@@ -219,6 +236,11 @@ class FrameProcessor:
         self.frames += 1
         self._write(result, [result.detections] if result.detections is not None else results)
         return result
+
+    def _failed(self, result: FrameResult, exc: Exception) -> None:
+        self.inference_errors += 1
+        self.warn("inference", exc)
+        result.error = exc
 
     def _write(self, result: FrameResult, shown: list[Any]) -> None:
         frame, events = result.frame, result.events

@@ -84,7 +84,7 @@ def test_max_frames_and_image_folder_stats(tiny_bundle, image_folder, tmp_path):
 
 def test_ctrl_c_ends_the_run_cleanly(tiny_bundle, synthetic_video, tmp_path, monkeypatch):
     stop_at = 4
-    real = Model.classify_frame
+    real = Model.start_classify_frame
     calls = {"n": 0}
 
     def interrupting(self, frame, rois=None):
@@ -93,7 +93,7 @@ def test_ctrl_c_ends_the_run_cleanly(tiny_bundle, synthetic_video, tmp_path, mon
             raise KeyboardInterrupt
         return real(self, frame, rois)
 
-    monkeypatch.setattr(Model, "classify_frame", interrupting)
+    monkeypatch.setattr(Model, "start_classify_frame", interrupting)
     out_video, out_jsonl = tmp_path / "i.avi", tmp_path / "i.jsonl"
     summary = run(tiny_bundle, str(synthetic_video.path), save_video=out_video, jsonl=out_jsonl)
     assert summary.interrupted and summary.frames == stop_at
