@@ -43,7 +43,7 @@ def run_count(
 
     cameras = [
         {"name": f"cam{i:02d}", "source": str(videos[i % len(videos)].resolve()), "bundle": str(bundle.resolve()),
-         "variant": variant, "max_fps": CAMERA_FPS, "backend": "onnxruntime" if variant.startswith("onnx") else "openvino"}
+         "variant": variant, "max_fps": CAMERA_FPS, "backend": "openvino"}
         for i in range(n)
     ]  # fmt: skip
     engine = {"mode": mode, "threads": threads}
