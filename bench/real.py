@@ -258,27 +258,28 @@ def real_data_section(work: str | Path, runs: int = 200) -> list[str]:
     return lines
 
 
-def _bounds(text: str) -> tuple[int, int] | None:
-    start = text.find(SECTION)
+def _bounds(text: str, title: str = SECTION) -> tuple[int, int] | None:
+    start = text.find(title)
     if start < 0:
         return None
-    end = text.find("\n## ", start + len(SECTION))
+    end = text.find("\n## ", start + len(title))
     return start, (end + 1 if end >= 0 else len(text))
 
 
-def read_section(path: str | Path) -> list[str]:
-    """The real-image section of an existing BENCHMARKS.md ([] when there is none)."""
+def read_section(path: str | Path, title: str = SECTION) -> list[str]:
+    """The section `title` (by default the real-image one) of an existing BENCHMARKS.md ([] when there is none)."""
     path = Path(path)
     text = path.read_text() if path.is_file() else ""
-    span = _bounds(text)
+    span = _bounds(text, title)
     return text[span[0] : span[1]].rstrip("\n").split("\n") if span else []
 
 
 def write_section(path: str | Path, lines: list[str]) -> Path:
-    """Put the section into BENCHMARKS.md, replacing an earlier one (the rest of the file is kept)."""
+    """Put a section (its first line is its `## ` title) into BENCHMARKS.md, replacing an earlier one with the same
+    title; the rest of the file is kept."""
     path = Path(path)
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    span = _bounds(text)
+    span = _bounds(text, lines[0])
     if span:
         text = text[: span[0]] + text[span[1] :]
     path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")

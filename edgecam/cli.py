@@ -422,14 +422,26 @@ def cmd_bench_real(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    from edgecam.bench.real import write_section
+    from edgecam.bench.scale import scale_section
+
+    counts = tuple(int(c) for c in args.cameras.split(",")) if args.cameras else None
+    path = write_section(args.out, scale_section(Path(args.work), Path(args.real_work), counts))
+    print(f"wrote the per-frame cost and scale section of {path}")
+    return 0
+
+
 def cmd_bench_report(args: argparse.Namespace) -> int:
     from edgecam.bench.real import read_section, write_section
     from edgecam.bench.report import write_benchmarks
+    from edgecam.bench.scale import SECTION as SCALE
 
-    kept = read_section(args.out)  # the real-image section has its own command; rewriting the rest keeps it
+    # The real-image and scale sections have their own commands: rewriting the rest keeps them.
+    kept = [lines for lines in (read_section(args.out), read_section(args.out, SCALE)) if lines]
     path = write_benchmarks(args.work, args.out, runs=args.runs)
-    if kept:
-        write_section(path, kept)
+    for lines in kept:
+        write_section(path, lines)
     print(f"wrote {path}")
     return 0
 
@@ -616,6 +628,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/bench-real", help="sets, runs and the reference virtualenv (reused)")
     p.add_argument("--out", default="BENCHMARKS.md")
     p.add_argument("--runs", type=int, default=200, help="timed runs per latency measurement")
+
+    p = add(
+        "bench-scale",
+        cmd_bench_scale,
+        "per-frame cost, engine vs benchmark_app, file mode vs the ideal, and a camera sweep; write their section of "
+        "BENCHMARKS.md (needs make bench-real's bundles)",
+    )
+    p.add_argument("--work", default="runs/bench-scale", help="videos and intermediate results")
+    p.add_argument("--real-work", default="runs/bench-real", help="where make bench-real left its bundles")
+    p.add_argument("--cameras", default=None, help="camera counts to sweep, e.g. 8,12,16 (default 8,12,16,20,24)")
+    p.add_argument("--out", default="BENCHMARKS.md")
 
     p = add("demo", cmd_demo, "the end-to-end demo: synth data, train, export, run on a shelf video")
     p.add_argument("--out", default="runs/demo")
