@@ -147,12 +147,11 @@ def live_mode(bundle: Path, backend: str, variant: str | None, video: Path, seco
     from edgecam.runtime.cameras import MultiCameraRunner
 
     with MjpegServer(video) as server, tempfile.TemporaryDirectory() as tmp:
-        cam = {"name": "live", "source": server.url, "bundle": str(bundle.resolve()), "backend": backend}
+        engine = slow_backend(delay_ms / 1000.0) if delay_ms > 0 else backend
+        cam = {"name": "live", "source": server.url, "bundle": str(bundle.resolve()), "backend": engine}
         if variant:
             cam["variant"] = variant
         runner = MultiCameraRunner(load_cameras_config(_camera_yaml(Path(tmp) / "live.yaml", [cam], {})))
-        if delay_ms > 0:
-            _slow_down(runner, delay_ms / 1000.0)
         runner.start()
         try:
             samples = sample_runner(runner, seconds)
@@ -168,22 +167,20 @@ def live_mode(bundle: Path, backend: str, variant: str | None, video: Path, seco
     }
 
 
-def _slow_down(runner: Any, delay: float) -> None:
-    """Make every engine `runner` will load sleep `delay` s before each inference (the slow-model run)."""
-    load = runner._engine
+def slow_backend(delay: float) -> str:
+    """Register `openvino-slow`, OpenVINO sleeping `delay` s before each inference (the slow-model run), and return
+    its name: a backend like any other, chosen by name in the camera's configuration."""
+    from edgecam.runtime.backends import register_backend
+    from edgecam.runtime.backends.openvino import OpenVinoBackend
 
-    def slow_engine(*args: Any) -> Any:
-        engine = load(*args)
-        fast = engine.infer
+    class SlowOpenVino(OpenVinoBackend):
+        name = "openvino-slow"
 
-        def infer(batch: Any, timeout: float | None = 60.0) -> Any:
+        def infer(self, batch: Any) -> Any:
             time.sleep(delay)
-            return fast(batch, timeout)
+            return super().infer(batch)
 
-        engine.infer = infer
-        return engine
-
-    runner._engine = slow_engine
+    return register_backend(SlowOpenVino).name
 
 
 def four_cameras(bundle: Path, variant: str, videos: list[Path], seconds: float, mode: str) -> dict:
