@@ -130,6 +130,7 @@ class CameraRunner:
         self._started = self._started or time.monotonic()
         live = isinstance(self.source, LiveSource)
         depth = 1 if live or self.cfg.max_fps else 2
+        self.model.overlap = depth > 1  # one frame at a time infers on this thread, with no hand-off
         inflight: deque[FrameResult] = deque()
         read = 0
         try:

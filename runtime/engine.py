@@ -112,8 +112,8 @@ class SharedEngine:
         with self._lock:
             self._closed = True
             helpers, self._helpers = self._helpers, None
-        if helpers is not None:
-            helpers.shutdown(wait=True)
+        if helpers is not None:  # the cameras have finished what they started; a hung call must not hang the exit
+            helpers.shutdown(wait=False, cancel_futures=True)
         self.backend.close()
 
 

@@ -121,6 +121,7 @@ class Model:
             self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
         self._infer = infer if infer is not None else self._engine_infer
         self._submit: Callable[[np.ndarray], Future] = self._infer_now
+        self.overlap = False  # True: `start_*` returns while the engine runs (for a caller with work to overlap)
         self.times = StageTimes()
 
     def view(
@@ -158,6 +159,9 @@ class Model:
             future.set_exception(exc)
         return future
 
+    def _start(self, batch: np.ndarray) -> Future:
+        return self._submit(batch) if self.overlap else self._infer_now(batch)
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 NxCxHxW -> the first output (logits for a classifier)."""
         return self._infer(batch)
@@ -171,7 +175,7 @@ class Model:
         batch, _ = preprocess_batch(list(images), self.spec)
         t1 = time.perf_counter()
         self.times.add("preprocess", t1 - t0)
-        return Pending(self._submit(batch), t1, rois=rois)
+        return Pending(self._start(batch), t1, rois=rois)
 
     def start_detect(
         self, images: Sequence[np.ndarray], conf: float | None = None, iou: float | None = None
@@ -185,7 +189,7 @@ class Model:
         t1 = time.perf_counter()
         self.times.add("preprocess", t1 - t0)
         sizes = [(image.shape[1], image.shape[0]) for image in images]
-        return Pending(self._submit(batch), t1, letterboxes=letterboxes, sizes=sizes, conf=conf, iou=iou)
+        return Pending(self._start(batch), t1, letterboxes=letterboxes, sizes=sizes, conf=conf, iou=iou)
 
     def finish(self, pending: Pending) -> list[Any]:
         """Wait for a started batch and decode it: `infer` is timed from the end of preprocessing to the result."""
