@@ -24,14 +24,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def listening(port: int) -> bool:
-    """Whether some process listens on 127.0.0.1:port (state 0A in /proc/net/tcp), without connecting to it."""
+def serving(port: int) -> bool:
+    """Whether a process listens on 127.0.0.1:port (0A in /proc/net/tcp) or already serves a client there (01),
+    found without connecting to it. `-listen 1` closes its listening socket as soon as a client connects, so a
+    reader that reconnects fast can take the port before a poll sees it listen."""
     wanted = f"0100007F:{port:04X}"
+    states = ("0A", "01")
     try:
         lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     except OSError:
         return True  # not Linux: let the reader's own retries cope
-    return any(ln.split()[1] == wanted and ln.split()[3] == "0A" for ln in lines)
+    return any(ln.split()[1] == wanted and ln.split()[3] in states for ln in lines)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -58,7 +61,10 @@ class MjpegServer:
         args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video)]
         args += ["-f", "mpjpeg", "-q:v", str(self.quality), "-listen", "1", self.url]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        wait_for(lambda: listening(self.port), 10, "ffmpeg to listen")
+        proc = self.proc
+        wait_for(lambda: serving(self.port) or proc.poll() is not None, 10, "ffmpeg to listen")
+        if proc.poll() is not None:
+            raise EdgecamError(f"ffmpeg exited with code {proc.returncode} before serving", path=self.video)
         return self
 
     def stop(self) -> None:

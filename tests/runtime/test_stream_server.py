@@ -85,7 +85,8 @@ def test_edgecam_run_source_url_reconnects_after_the_server_restarts(small_video
     server = MjpegServer(small_video, free_port()).start()
     out = tmp_path / "run.jsonl"
     cmd = [sys.executable, "-m", "edgecam", "run", str(tiny_bundle), "--source", server.url, "--jsonl", str(out)]
-    proc = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a hang below is reported with every thread's stack
+    proc = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def lines() -> int:
         return len(out.read_text().splitlines()) if out.exists() else 0
@@ -104,9 +105,9 @@ def test_edgecam_run_source_url_reconnects_after_the_server_restarts(small_video
         try:
             stdout, stderr = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints the threads' stacks
             stdout, stderr = proc.communicate()
-            pytest.fail(f"edgecam run did not stop within 30 s of SIGINT; stderr: {stderr[-2000:]}")
+            pytest.fail(f"edgecam run did not stop within 30 s of SIGINT; stderr: {stderr[-6000:]}")
         finally:
             server.stop()
     assert proc.returncode == 0, stderr
