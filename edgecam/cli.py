@@ -323,7 +323,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- device side
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from edgecam.runtime.errors import EdgecamError
+
+    if threading.current_thread() is threading.main_thread():
+        # SIGINT stops a run cleanly (outputs closed, summary printed) even when it was started with SIGINT ignored,
+        # as a shell does for a background job and as a supervisor's parent may pass on.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     if args.config:
         single = {"BUNDLE": args.bundle, "--source": args.source, "--roi": args.roi, "--save-video": args.save_video}

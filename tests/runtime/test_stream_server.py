@@ -86,7 +86,11 @@ def test_edgecam_run_source_url_reconnects_after_the_server_restarts(small_video
     out = tmp_path / "run.jsonl"
     cmd = [sys.executable, "-m", "edgecam", "run", str(tiny_bundle), "--source", server.url, "--jsonl", str(out)]
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a hang below is reported with every thread's stack
-    proc = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Started with SIGINT ignored, as a shell starts a background job: SIGINT must still stop it cleanly.
+    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = subprocess.Popen(
+        [*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ignore
+    )
 
     def lines() -> int:
         return len(out.read_text().splitlines()) if out.exists() else 0
