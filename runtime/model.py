@@ -74,9 +74,11 @@ def detect_settings(bundle: Bundle, conf: float | None = None, iou: float | None
 
 @dataclass
 class Pending:
-    """A batch on its way through the engine (`Model.start_*`), to be decoded by `Model.finish`."""
+    """A batch on its way through the engine (`Model.start_*`), to be decoded by `Model.finish`: its `future`
+    when it was submitted to run while the caller works on, else the `output` inferred at once."""
 
-    future: Future
+    future: Future | None
+    output: np.ndarray | None
     started: float  # perf_counter() when preprocessing ended
     rois: list[ROI] | None = None
     letterboxes: list[Any] | None = None  # detectors: each image's letterbox and (width, height)
@@ -89,7 +91,8 @@ class Model:
     """What the runtime, `edgecam val` on a bundle and the benchmark all call.
 
     `backend` is an engine name, loaded here, or an already loaded `Backend` to share (a per-camera view of one
-    model: see `view`). `infer` replaces the inference call, e.g. with a shared engine's queue.
+    model: see `view`). `infer` replaces the inference call, e.g. with a shared engine's; `submit`, when given, starts
+    a batch that runs while the caller works on (used with `overlap`).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Model:
         iou: float | None = None,
         mode: str = "latency",
         infer: Callable[[np.ndarray], np.ndarray] | None = None,
+        submit: Callable[[np.ndarray], Future] | None = None,
     ) -> None:
         if mode not in PERFORMANCE_MODES:
             raise EdgecamError(f"unknown engine mode {mode!r}", fix=f"use one of {', '.join(PERFORMANCE_MODES)}")
@@ -120,7 +124,7 @@ class Model:
             path = self.bundle.path_of(self.variant)
             self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
         self._infer = infer if infer is not None else self._engine_infer
-        self._submit: Callable[[np.ndarray], Future] = self._infer_now
+        self._submit = submit
         self.overlap = False  # True: `start_*` returns while the engine runs (for a caller with work to overlap)
         self.times = StageTimes()
 
@@ -133,7 +137,7 @@ class Model:
         through `infer` (and `submit`, for batches started before the previous one is finished): one per camera on
         a shared engine, since the timers are not thread-safe."""
         settings = self.detect_settings
-        view = Model(
+        return Model(
             self.bundle,
             self.engine,
             self.variant.name,
@@ -142,25 +146,16 @@ class Model:
             iou=settings.iou if settings else None,
             mode=self.mode,
             infer=infer,
+            submit=submit,
         )
-        if submit is not None:
-            view._submit = submit
-        return view
 
     def _engine_infer(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.infer(batch)[0]
 
-    def _infer_now(self, batch: np.ndarray) -> Future:
-        """The synchronous inference as an already finished future (no engine queue to submit to)."""
-        future: Future = Future()
-        try:
-            future.set_result(self._infer(batch))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-    def _start(self, batch: np.ndarray) -> Future:
-        return self._submit(batch) if self.overlap else self._infer_now(batch)
+    def _start(self, batch: np.ndarray, started: float, **about: Any) -> Pending:
+        if self.overlap and self._submit is not None:
+            return Pending(self._submit(batch), None, started, **about)
+        return Pending(None, self._infer(batch), started, **about)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 NxCxHxW -> the first output (logits for a classifier)."""
@@ -175,7 +170,7 @@ class Model:
         batch, _ = preprocess_batch(list(images), self.spec)
         t1 = time.perf_counter()
         self.times.add("preprocess", t1 - t0)
-        return Pending(self._start(batch), t1, rois=rois)
+        return self._start(batch, t1, rois=rois)
 
     def start_detect(
         self, images: Sequence[np.ndarray], conf: float | None = None, iou: float | None = None
@@ -189,11 +184,11 @@ class Model:
         t1 = time.perf_counter()
         self.times.add("preprocess", t1 - t0)
         sizes = [(image.shape[1], image.shape[0]) for image in images]
-        return Pending(self._start(batch), t1, letterboxes=letterboxes, sizes=sizes, conf=conf, iou=iou)
+        return self._start(batch, t1, letterboxes=letterboxes, sizes=sizes, conf=conf, iou=iou)
 
     def finish(self, pending: Pending) -> list[Any]:
         """Wait for a started batch and decode it: `infer` is timed from the end of preprocessing to the result."""
-        out = pending.future.result()
+        out = pending.future.result() if pending.future is not None else pending.output
         t2 = time.perf_counter()
         results = (
             self._decode(out, pending)

@@ -120,9 +120,9 @@ def run(
     progress = _Progress(show_progress)
     multi = runner.run(max_frames=max_frames, progress=progress.update)
     progress.done()
-    cam = runner.cameras[0] if runner.cameras else None
-    if cam is None or cam.exception is not None:
-        raise cam.exception if cam is not None and cam.exception is not None else EdgecamError("the run did not start")
+    cam = runner.cameras[0]  # start() made it, or raised
+    if cam.exception is not None:
+        raise cam.exception
     done = multi.cameras[0]
     return RunSummary(
         source=str(source),

@@ -36,11 +36,10 @@ LIVE_VIEW_FPS = 10.0  # JPEG encodes for the HTTP live view at most this often p
 
 @dataclass(frozen=True)
 class TaskRunner:
-    """What the processor needs from a task: results for a frame, how to draw them, the labels they count, and
+    """What the processor needs from a task: the start of a frame's inference, the labels its results count, and
     how they are recorded in the JSON lines (by default as they are)."""
 
     start: Callable[[Model, Frame, list[ROI] | None], Pending]
-    draw: Callable[[np.ndarray, list[Any], Sequence[str]], np.ndarray]
     labels: Callable[[list[Any], Sequence[str]], list[str]]
     records: Callable[[list[Any], Sequence[str]], list[Any]] = lambda results, _names: results
 
@@ -54,12 +53,10 @@ def _box_records(results: list[Detections], class_names: Sequence[str]) -> list[
 TASK_RUNNERS: dict[str, TaskRunner] = {
     "classify": TaskRunner(
         start=lambda model, frame, rois: model.start_classify_frame(frame, rois),
-        draw=lambda image, results, _names: draw_classifications(image, results),
         labels=lambda results, _names: [r.label for r in results],
     ),
     "detect": TaskRunner(
         start=lambda model, frame, _rois: model.start_detect([frame.image]),
-        draw=lambda image, results, names: draw_detections(image, Detections.merge(results), names),
         labels=lambda results, names: [
             names[c] if 0 <= c < len(names) else str(c) for d in results for c in d.class_ids
         ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -137,7 +137,9 @@ class Source:
         frame, self._first = self._first, None
         while frame is not None:
             due = self._pace()
-            yield replace(frame, arrived=due) if due is not None else frame
+            if due is not None:
+                frame.arrived = due
+            yield frame
             frame = self._read()
 
     def _read(self) -> Frame | None:
