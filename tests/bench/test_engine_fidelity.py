@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def test_engine_fidelity_on_a_tiny_ir(tiny_bundle, static):
     ir = bundle.path_of(bundle.variant("openvino-fp32"))
     row = engine_fidelity(ir, "fp32", (1, 3, 32, 32), rounds=1, niter=50, threads=1, label="tiny", static=static)
     assert row["edgecam_ms"] > 0 and row["benchmark_app_ms"] > 0
-    assert row["ratio"] == pytest.approx(row["edgecam_ms"] / row["benchmark_app_ms"], rel=1e-2)
+    # The ratio comes from the unrounded medians: a tiny IR's few-microsecond median loses digits when rounded.
+    ours, app = (statistics.median(row["rounds"][k]) for k in ("edgecam_ms", "benchmark_app_ms"))
+    assert row["ratio"] == pytest.approx(ours / app, abs=1e-3)
     table = fidelity_table([row]).splitlines()
     assert len(table) == 3 and table[2].startswith("| tiny | fp32 | 1x3x32x32 |")
