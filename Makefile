@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= runs/demo
 
-.PHONY: install system-deps demo test test-fast lint format docs bench bench-real bench-scale clean
+.PHONY: install system-deps demo test test-fast soak lint format docs bench bench-real bench-scale clean
 
 # torch==2.13.0 first: that exact pin takes the CPU build; a bare `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -38,6 +38,10 @@ test: install system-deps
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=300
+
+# The fault tests at full length (stream outages of 10 s x 3, a 20 s broker outage, ...): EDGECAM_SOAK=1.
+soak: install system-deps
+	EDGECAM_SOAK=1 $(BIN)/python -m pytest -q -m fault --timeout=1800
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -66,3 +67,8 @@ def exported_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: P
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     export_bundle(tiny_checkpoint, out, data=color_data)
     return out
+
+
+def soak(short: float, full: float) -> float:
+    """A fault test's duration: `short` in `make test`, `full` in `make soak` (EDGECAM_SOAK=1)."""
+    return full if os.environ.get("EDGECAM_SOAK") == "1" else short
