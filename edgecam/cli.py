@@ -34,6 +34,26 @@ def _roi(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
+
+
 # ---------------------------------------------------------------- data
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from edgecam.train.synth import synth_classification, synth_detection
@@ -323,16 +343,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- device side
 def cmd_run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from edgecam.runtime.errors import EdgecamError
+    from edgecam.runtime.pipeline import camera_problems
+    from edgecam.runtime.shutdown import GracefulStop
 
-    if threading.current_thread() is threading.main_thread():
-        # SIGINT stops a run cleanly (outputs closed, summary printed) even when it was started with SIGINT ignored,
-        # as a shell does for a background job and as a supervisor's parent may pass on.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
+    # SIGTERM (systemd, Docker) as well as Ctrl-C: drain, close every output, print the summary, exit 0.
+    stop = GracefulStop(args.drain_timeout).install()
     if args.config:
         single = {"BUNDLE": args.bundle, "--source": args.source, "--roi": args.roi, "--save-video": args.save_video}
         single.update({"--jsonl": args.jsonl, "--variant": args.variant, "--max-frames": args.max_frames})
@@ -344,11 +360,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from edgecam.runtime.cameras import MultiCameraRunner
 
         multi = MultiCameraRunner(load_cameras_config(args.config)).run(duration=args.duration)
+        stop.done()
         _emit(args, multi.to_dict(), multi.format_table())
-        failed = [c for c in multi.cameras if c["error"]]
-        if failed and len(failed) == len(multi.cameras):  # nothing is left doing the job: a supervisor must know
-            print(f"error: every camera stopped; {failed[0]['camera']}: {failed[0]['error']}", file=sys.stderr)
-            return 1
+        stopped = [c for c in multi.cameras if c["error"]]
+        if stopped and len(stopped) == len(multi.cameras):  # nothing is left doing the job: a supervisor must know
+            return _failed(f"every camera stopped; {stopped[0]['camera']}: {stopped[0]['error']}")
+        lost = [(c["camera"], p) for c in multi.cameras for p in camera_problems(c) if c["failed_outputs"]]
+        if lost:  # data the run was asked to keep was not kept
+            return _failed(f"{lost[0][0]}: {lost[0][1]}")
         return 0
     if not args.bundle or not args.source:
         raise EdgecamError("give a BUNDLE and --source, or --config cameras.yaml", fix="see `edgecam run --help`")
@@ -370,8 +389,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         conf=args.conf,
         iou=args.iou,
     )
+    stop.done()
     _emit(args, summary.to_dict(), summary.format_table())
-    return 0
+    return _failed(summary.problems[0]) if summary.problems else 0
+
+
+def _failed(why: str) -> int:
+    """The run did not do its whole job: one line saying why, and exit code 1 for the supervisor."""
+    print(f"edgecam run: error: {why}", file=sys.stderr, flush=True)
+    return 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -469,7 +495,19 @@ def _int8_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+RUN_EXIT_CODES = """exit codes (for a supervisor such as systemd):
+  0    the run did its job: the source ended, --max-frames / --duration was reached, or SIGTERM / Ctrl-C stopped
+       it and every output was finished
+  1    the run did not do its job: every camera stopped, a live stream was lost for good, an output could not be
+       written (a full disk); one line on stderr says why
+  2    bad input: a missing file, a bad bundle or configuration
+  124  a SIGTERM / Ctrl-C stop took longer than --drain-timeout
+  130  a second Ctrl-C (143: a second SIGTERM) ended the run without finishing the outputs"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from edgecam.runtime.shutdown import DRAIN_SECONDS
+
     parser = argparse.ArgumentParser(
         prog="edgecam",
         description="Train, compress, export and run compact CNNs on camera streams.",
@@ -589,17 +627,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch / ONNX Runtime threads")
 
     p = add("run", cmd_run, "run a bundle on a camera, video file, stream URL or image folder (or several cameras)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = RUN_EXIT_CODES
     p.add_argument("bundle", nargs="?", help="bundle folder (not with --config)")
     p.add_argument("--source", help="video file, camera index, rtsp:// or http:// URL, image folder")
     p.add_argument("--config", type=Path, help="cameras YAML: several cameras, shared models, scenarios, MQTT, HTTP")
-    p.add_argument("--duration", type=float, help="with --config: stop after this many seconds")
+    p.add_argument("--duration", type=_positive_float, help="with --config: stop after this many seconds")
+    p.add_argument(
+        "--drain-timeout",
+        type=_positive_float,
+        default=DRAIN_SECONDS,
+        help="seconds a SIGTERM / Ctrl-C may take to finish the outputs before the run exits at once with code 124 "
+        "(default: %(default)s)",
+    )
     p.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"])
     p.add_argument("--variant", help="bundle variant to run")
     p.add_argument("--roi", type=_roi, action="append", help="x,y,w,h region to classify (repeatable)")
     p.add_argument("--save-video", type=Path, help="write an annotated video (.mp4 or .avi)")
     p.add_argument("--jsonl", type=Path, help="write per-frame results as JSON lines")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    p.add_argument("--threads", type=_positive_int, help="inference threads")
     p.add_argument("--conf", type=float, help="detection score threshold (default: the bundle's)")
     p.add_argument("--iou", type=float, help="detection NMS IoU threshold (default: the bundle's)")
 

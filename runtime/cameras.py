@@ -60,6 +60,7 @@ class CameraRunner:
         self.model = engine.view()
         self.classifier = classifier.view() if classifier is not None else None
         self.state, self.sinks, self.telemetry = registry.camera(cfg.name), sinks, telemetry
+        self.live_view = live_view
         self.processor = FrameProcessor(
             cfg,
             self.model,
@@ -146,12 +147,17 @@ class CameraRunner:
                     t0 = time.perf_counter()
                     frame = next(frames, None)
                     if frame is None:
+                        if live and not self._stop.is_set():  # a live camera has no end: it was lost for good
+                            self.error = "the live stream ended and did not come back"
                         break
                     self.times.add("read", time.perf_counter() - t0)
                     read += 1
                     inflight.append(self._begin(frame))
                     while len(inflight) >= depth:
                         self._finish(inflight.popleft())
+                    if self.processor.all_outputs_failed and not self.sinks and not self.live_view:
+                        self.error = f"every output failed ({', '.join(self.processor.failed_outputs)})"
+                        break
             finally:  # what was started is finished and written, however the loop ends
                 while inflight:
                     self._finish(inflight.popleft())
@@ -162,6 +168,8 @@ class CameraRunner:
         finally:
             self._ended = time.monotonic()
             self.close()  # outputs flushed, source released
+            if self.error is not None and self.exception is None:
+                print(f"warning: camera {self.cfg.name}: stopped: {self.error}", file=sys.stderr, flush=True)
             self._publish(force=True, online=False)
             self._set_online(False)
 
@@ -280,6 +288,7 @@ class CameraRunner:
             "stages": stats["stages"],
             "source_stats": self.source.stats().to_dict() if self.source is not None else {},
             "outputs": self.processor.outputs(),
+            "failed_outputs": dict(self.processor.failed_outputs),
             "error": self.error,
         }
 

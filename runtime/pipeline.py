@@ -39,6 +39,7 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    problems: list[str] = field(default_factory=list)  # why the run did not do its whole job (the exit code is 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +61,7 @@ class RunSummary:
             lines.append("labels   " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items()))
         if self.outputs:
             lines.append("outputs  " + ", ".join(f"{k} {v}" for k, v in self.outputs.items()))
+        lines.extend(f"PROBLEM  {p}" for p in self.problems)
         return "\n".join(lines)
 
 
@@ -137,4 +139,12 @@ def run(
         outputs=done["outputs"],
         label_counts=done["labels"],
         interrupted=multi.interrupted,
+        problems=camera_problems(done),
     )
+
+
+def camera_problems(camera: dict[str, Any]) -> list[str]:
+    """What went wrong with one camera's run, from its summary: it stopped early, or an output could not be
+    written. One line each, for the summary and the exit code."""
+    out = [f"camera stopped: {camera['error']}"] if camera.get("error") else []
+    return out + [f"{name} output stopped: {why}" for name, why in camera.get("failed_outputs", {}).items()]

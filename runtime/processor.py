@@ -144,6 +144,7 @@ class FrameProcessor:
         self.jsonl: JsonlSink | None = None
         self.video: VideoSink | None = None
         self.snapshots: SnapshotSink | None = None
+        self.failed_outputs: dict[str, str] = {}  # output -> why it stopped (a full disk): the run reports it
         self._stack = ExitStack()
         self._checked = False
         self._last_ts = float("-inf")
@@ -151,9 +152,12 @@ class FrameProcessor:
 
     # --- outputs ----------------------------------------------------------------------------------------------
     def check_size(self, size: tuple[int, int] | None) -> None:
-        """Check the ROIs against the frame size once it is known (before any output exists, for files)."""
-        if size and not self._checked and self.rois:
-            self.rois = validate_rois(self.rois, *size)
+        """Check the ROIs and the scenario's zones and lines against the frame size once it is known (before any
+        output exists, for files)."""
+        if size and not self._checked:
+            if self.rois:
+                self.rois = validate_rois(self.rois, *size)
+            self.scenario.check_frame(*size)
             self._checked = True
 
     def open(self, source_fps: float | None) -> None:
@@ -170,9 +174,28 @@ class FrameProcessor:
         s = self.cfg.sinks
         return {k: str(v) for k, v in (("video", s.video), ("jsonl", s.jsonl), ("snapshots", s.snapshots)) if v}
 
+    @property
+    def all_outputs_failed(self) -> bool:
+        """Every file output that was configured has stopped (a full disk): nothing is written any more."""
+        return bool(self.failed_outputs) and self.jsonl is None and self.video is None and self.snapshots is None
+
     def close(self) -> None:
-        """Flush and close the files (the video is finalised): safe to call twice."""
-        self._stack.close()
+        """Flush and close the files (the video is finalised): safe to call twice; a failure is reported, not
+        raised, so closing one file never stops the others from being closed."""
+        try:
+            self._stack.close()
+        except Exception as exc:
+            self._output_failed("close", exc)
+
+    def _output_failed(self, name: str, exc: Exception) -> None:
+        """An output that cannot be written any more is closed and dropped; the camera runs on with the others."""
+        self.failed_outputs.setdefault(name, str(exc))
+        self.warn(name, exc)
+        if name == "video" and self.video is not None:
+            self.video.close()
+            self.video = None
+        elif name == "jsonl":
+            self.jsonl = None
 
     # --- the frame --------------------------------------------------------------------------------------------
     def process(self, frame: Frame) -> FrameResult:
@@ -264,11 +287,17 @@ class FrameProcessor:
             extra: dict[str, Any] = {"events": [e.to_dict() for e in events]} if events else {}
             if self.classifier is not None and result.classifications:
                 extra["classifications"] = result.classifications
-            self.jsonl.write(frame, self.runner.records(shown, self.model.class_names), **extra)
-            wrote = True
+            try:
+                self.jsonl.write(frame, self.runner.records(shown, self.model.class_names), **extra)
+                wrote = True
+            except EdgecamError as exc:
+                self._output_failed("jsonl", exc)
         if self.video is not None and result.image is not None:
-            self.video.write(result.image)
-            wrote = True
+            try:
+                self.video.write(result.image)
+                wrote = True
+            except EdgecamError as exc:
+                self._output_failed("video", exc)
         if jpeg_due and result.image is not None and self.on_jpeg is not None:
             ok, jpeg = cv2.imencode(".jpg", result.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
             if ok:

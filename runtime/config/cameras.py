@@ -34,6 +34,8 @@ from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
 from edgecam.runtime.sources import is_live
 
+MAX_RESOLUTION = 8192  # pixels per side a camera can be resized to
+
 
 class SinkConfig(StrictModel):
     """Per-camera outputs; relative paths start at the config file's folder."""
@@ -169,7 +171,9 @@ class CameraConfig(StrictModel):
     )
     max_fps: Float | None = Field(None, ge=0.01, description="process at most this many frames per second")
     stride: Int = Field(1, ge=1, description="process every n-th frame")
-    resolution: tuple[int, int] | None = Field(None, description="resize frames to [width, height] pixels")
+    resolution: tuple[int, int] | None = Field(
+        None, description=f"resize frames to [width, height] pixels (8 to {MAX_RESOLUTION} per side)"
+    )
     motion: MotionSettings | None = Field(
         None,
         description="motion gate: skip inference while nothing moves; `true` for the defaults, null or false: off",
@@ -246,6 +250,8 @@ class CameraConfig(StrictModel):
             raise fail(f"got {value!r}", "use [width, height] in pixels, e.g. [640, 360]")
         if value is not None and min(value) < 8:
             raise fail(f"got {value!r}", "use at least 8 pixels per side")
+        if value is not None and max(value) > MAX_RESOLUTION:  # one 100000 x 100000 frame alone is 28 GiB
+            raise fail(f"got {value!r}", f"use at most {MAX_RESOLUTION} pixels per side (8K is 7680 x 4320)")
         return value
 
 

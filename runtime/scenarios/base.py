@@ -46,6 +46,11 @@ class Scenario(ABC):
     def state(self) -> dict[str, Any]:
         """JSON-able current state (numbers, strings, lists, dicts)."""
 
+    def check_frame(self, width: int, height: int) -> None:
+        """Check the geometry against the frame once its size is known; a region that can never see anything is a
+        typo (or a config meant for another camera), not a wish. Scenarios with geometry override this."""
+        return None
+
     def key(self, key: str) -> str:
         """How errors name a config key: `scenario 'security': zones[1].polygon`."""
         return f"scenario {self.name!r}: {key}"

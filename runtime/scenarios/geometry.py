@@ -78,6 +78,38 @@ def polygon_area(polygon: Sequence[Point]) -> float:
     return abs(sum(cross((0.0, 0.0), polygon[i], polygon[(i + 1) % n]) for i in range(n))) / 2.0
 
 
+def clip_to_box(polygon: Sequence[Point], box: Box) -> list[Point]:
+    """The part of a polygon inside an xyxy box (Sutherland-Hodgman; exact for convex boxes, any polygon)."""
+    x1, y1, x2, y2 = box
+    edges = (  # (inside test, intersection with the edge's line)
+        (lambda p: p[0] >= x1, lambda a, b: (x1, a[1] + (b[1] - a[1]) * (x1 - a[0]) / (b[0] - a[0]))),
+        (lambda p: p[0] <= x2, lambda a, b: (x2, a[1] + (b[1] - a[1]) * (x2 - a[0]) / (b[0] - a[0]))),
+        (lambda p: p[1] >= y1, lambda a, b: (a[0] + (b[0] - a[0]) * (y1 - a[1]) / (b[1] - a[1]), y1)),
+        (lambda p: p[1] <= y2, lambda a, b: (a[0] + (b[0] - a[0]) * (y2 - a[1]) / (b[1] - a[1]), y2)),
+    )
+    out = [(float(x), float(y)) for x, y in polygon]
+    for inside, cut in edges:
+        points, out = out, []
+        for i, cur in enumerate(points):
+            prev = points[i - 1]
+            if inside(cur):
+                if not inside(prev):
+                    out.append(cut(prev, cur))
+                out.append(cur)
+            elif inside(prev):
+                out.append(cut(prev, cur))
+    return out
+
+
+def segment_touches_box(a: Point, b: Point, box: Box) -> bool:
+    """True when any part of segment a-b lies in the xyxy box (its edges included)."""
+    x1, y1, x2, y2 = box
+    if any(x1 <= p[0] <= x2 and y1 <= p[1] <= y2 for p in (a, b)):
+        return True
+    corners = ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
+    return any(segments_intersect(a, b, corners[i], corners[(i + 1) % 4]) for i in range(4))
+
+
 def box_intersection(a: Box, b: Box) -> float:
     """Area shared by two xyxy boxes (0 when apart)."""
     w = min(a[2], b[2]) - max(a[0], b[0])

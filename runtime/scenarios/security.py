@@ -40,8 +40,11 @@ from edgecam.runtime.scenarios.base import Cooldown, Debounced, Hysteresis, Scen
 from edgecam.runtime.scenarios.geometry import (
     Point,
     Polygon,
+    clip_to_box,
     ground_point,
     point_in_polygon,
+    polygon_area,
+    segment_touches_box,
     segments_intersect,
     side_of_line,
     validate_polygon,
@@ -152,6 +155,24 @@ class SecurityScenario(Scenario):
             cool = self.number(entry, "cooldown_seconds", cooldown, f"{where}.")
             lines.append(Line(name, a, b, classes, DIRECTIONS[direction], cool))
         return tuple(lines)
+
+    def check_frame(self, width: int, height: int) -> None:
+        """A zone or line wholly outside the frame would never fire: refuse it once the frame size is known."""
+        frame = (0.0, 0.0, float(width), float(height))
+        for i, zone in enumerate(self.zones):
+            if polygon_area(clip_to_box(zone.polygon, frame)) <= 0:
+                raise self.error(
+                    f"zones[{i}].polygon",
+                    f"zone {zone.name!r} lies wholly outside the {width}x{height} frame",
+                    f"use corners with 0 <= x <= {width} and 0 <= y <= {height}",
+                )
+        for i, line in enumerate(self.lines):
+            if not segment_touches_box(line.a, line.b, frame):
+                raise self.error(
+                    f"lines[{i}].points",
+                    f"line {line.name!r} lies wholly outside the {width}x{height} frame",
+                    f"use points with 0 <= x <= {width} and 0 <= y <= {height}",
+                )
 
     def _tamper_cfg(self, value: Any) -> None:
         self.tamper_enabled = value is not False

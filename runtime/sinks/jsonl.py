@@ -1,12 +1,15 @@
 """One JSON object per line per frame: the run's machine-readable record.
 
 The file is line-buffered, so every finished line reaches the OS at once: an interrupted or killed run keeps
-everything written up to its last frame, and a reader can `tail -f` it.
+everything written up to its last frame, and a reader can `tail -f` it. When the disk fills, the half-written last
+line is cut off again, so the file stays valid JSON lines up to the last whole frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +59,7 @@ class JsonlSink:
         self.path = Path(path)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.lines = 0
+        self.bytes = 0  # the length of the whole lines written: where a failed write is cut back to
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed by close()
@@ -73,12 +77,34 @@ class JsonlSink:
             "results": [to_jsonable(r, self.class_names) for r in results],
             **{k: to_jsonable(v) for k, v in extra.items()},
         }
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if self._fh.closed:
+            raise EdgecamError("the JSON lines file is closed", path=self.path)
+        try:
+            self._fh.write(line)
+        except OSError as exc:
+            self._cut(exc)
         self.lines += 1
+        self.bytes += len(line.encode("utf-8"))
+
+    def _cut(self, exc: OSError) -> None:
+        """Close after a failed write and cut the file back to its last whole line; then say what happened."""
+        with contextlib.suppress(OSError):  # the buffered rest of the line cannot be written either
+            self._fh.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self.bytes)
+        raise EdgecamError(
+            f"cannot write JSON lines: {exc.strerror or exc}; the file keeps the first {self.lines} frames",
+            path=self.path,
+            fix="free space on that disk or write the file elsewhere",
+        ) from None
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError as exc:
+                self._cut(exc)
 
     def __enter__(self) -> JsonlSink:
         return self

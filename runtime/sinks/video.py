@@ -6,6 +6,7 @@ is often only known once it delivers). This OpenCV build cannot encode H.264: .m
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -15,12 +16,17 @@ import numpy as np
 from edgecam.runtime.errors import EdgecamError
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
+# Free space the writer never eats into: an MP4 is playable only once `close()` writes its index (a few bytes per
+# frame) at the end, so the file is closed while there is still room for it rather than when the disk is full.
+RESERVE_BYTES = 8 << 20
 
 
 class VideoSink:
     """`with VideoSink(path, fps) as sink: sink.write(image)`; frames of another size are resized to the first."""
 
-    def __init__(self, path: str | Path, fps: float = 25.0, fourcc: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, fps: float = 25.0, fourcc: str | None = None, reserve_bytes: int = RESERVE_BYTES
+    ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if fourcc is None and suffix not in FOURCC:
@@ -33,6 +39,7 @@ class VideoSink:
         self.fourcc = fourcc or FOURCC[suffix]
         self.size: tuple[int, int] | None = None  # (width, height), set by the first frame
         self.frames = 0
+        self.reserve_bytes = reserve_bytes
         self._writer: cv2.VideoWriter | None = None
 
     def _open(self, width: int, height: int) -> None:
@@ -50,9 +57,11 @@ class VideoSink:
         self._writer, self.size = writer, (width, height)
 
     def write(self, image: np.ndarray) -> None:
-        """Append one BGR uint8 HxWx3 frame."""
+        """Append one BGR uint8 HxWx3 frame. When the disk is nearly full the file is closed (and stays playable)
+        and an EdgecamError says so: OpenCV's writer would otherwise fail silently, frame after frame."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise EdgecamError(f"VideoSink needs HxWx3 uint8 BGR frames, got {image.shape} {image.dtype}")
+        self._check_space()
         h, w = image.shape[:2]
         if self._writer is None:
             self._open(w, h)
@@ -61,6 +70,20 @@ class VideoSink:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
         self.frames += 1
+
+    def _check_space(self) -> None:
+        try:
+            free = shutil.disk_usage(self.path.parent if self._writer is None else self.path).free
+        except OSError:
+            return  # the folder is not there yet: _open() creates it or says why not
+        if free < self.reserve_bytes:
+            self.close()
+            raise EdgecamError(
+                f"disk full ({free >> 20} MiB free): the video was closed after {self.frames} frames and stays "
+                "playable",
+                path=self.path,
+                fix="free space on that disk or write the video elsewhere",
+            )
 
     def close(self) -> None:
         """Finish the file (writes the container index); safe to call twice."""

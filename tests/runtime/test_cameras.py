@@ -240,6 +240,8 @@ def _camera(**changes) -> dict:
         ([_camera(bundle="missing-bundle")], {}, "camera 'door': bundle: .*bundle not found"),
         ([_camera(resolutoin=[10, 10])], {}, "camera 'door': resolutoin: unknown key"),
         ([_camera(resolution=[640])], {}, r"camera 'door': resolution: got \[640\]"),
+        ([_camera(resolution=[100000, 100000])], {}, r"resolution: got \[100000, 100000\] \(use at most 8192"),
+        ([_camera()], {"http": {"port": 99999}}, "http.port: got 99999"),
         ([_camera(stride=0)], {}, "camera 'door': stride: got 0"),
         ([_camera(motion={"mask": [[[0, 0], [1, 1]]]})], {}, r"camera 'door': motion.mask\[0\]"),
         ([_camera(tracker={"max_lots": 2})], {}, r"camera 'door': tracker.max_lots: unknown key \(use: high_thresh, "),
@@ -269,6 +271,33 @@ def test_config_errors_name_the_file_the_camera_and_the_key(tmp_path, detect_bun
         load_cameras_config(path)
     text = str(info.value)
     assert "\n" not in text and text.startswith(str(path)) and info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("geometry", "message"),
+    [
+        ({"zones": [{"name": "far", "polygon": [[200, 0], [300, 0], [300, 50]]}]}, r"zones\[0\].polygon: zone 'far'"),
+        ({"zones": [{"name": "corner", "polygon": [[161, 121], [300, 121], [300, 200]]}]}, r"zones\[0\].polygon"),
+        ({"lines": [{"name": "gate", "points": [[-50, -1], [400, -1]]}]}, r"lines\[0\].points: line 'gate'"),
+    ],
+)
+def test_a_zone_or_line_wholly_outside_the_frame_is_refused_before_any_output(
+    tmp_path, detect_bundle, geometry, message
+):
+    write_video(tmp_path / "door.mp4", "red", n=2)
+    cam = _camera(bundle=str(detect_bundle), scenario_config=geometry, sinks={"jsonl": "out.jsonl"})
+    runner = MultiCameraRunner(load_cameras_config(write_config(tmp_path, [cam])))
+    with pytest.raises(EdgecamError, match=message + f".* outside the {W}x{H} frame"):
+        runner.run(duration=30)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_zone_partly_inside_the_frame_is_kept(tmp_path, detect_bundle):
+    write_video(tmp_path / "door.mp4", "red", n=2)
+    zone = {"zones": [{"name": "edge", "polygon": [[100, 100], [400, 100], [400, 400], [100, 400]]}]}
+    cam = _camera(bundle=str(detect_bundle), scenario_config=zone)
+    summary = MultiCameraRunner(load_cameras_config(write_config(tmp_path, [cam]))).run(duration=30)
+    assert summary.cameras[0]["frames"] == 2 and summary.cameras[0]["error"] is None
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
