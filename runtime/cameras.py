@@ -26,6 +26,7 @@ from edgecam.runtime.model import Model
 from edgecam.runtime.prefetch import Prefetcher
 from edgecam.runtime.processor import FrameProcessor, FrameResult
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED
+from edgecam.runtime.shutdown import stop_hook
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.sources import CaptureFactory, Source, open_source
 from edgecam.runtime.state import StateRegistry
@@ -338,6 +339,7 @@ class MultiCameraRunner:
         self._closers: list[Any] = []
         self.telemetry: Any = None  # Telemetry and HttpServer when `http` is configured
         self.http: Any = None
+        self.stop_requested = False  # a stop signal (SIGTERM, Ctrl-C under `edgecam run`) asked every camera to end
 
     def _engine(
         self, bundle: Any, backend: str, variant: str | None, conf: float | None = None, iou: float | None = None
@@ -384,6 +386,12 @@ class MultiCameraRunner:
             self.stop()
             raise
 
+    def request_stop(self) -> None:
+        """Ask every camera to end after its current frame (from a signal handler: flags and wake-ups only)."""
+        self.stop_requested = True
+        for cam in self.cameras:
+            cam.request_stop()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every camera, wait for its thread, close the engines, then MQTT (cameras offline) and HTTP."""
         for cam in self.cameras:
@@ -416,18 +424,20 @@ class MultiCameraRunner:
             cam.deadline = start + duration if duration is not None else None
             cam.progress = progress
         try:
-            if inline:
-                self.cameras[0].loop()
-            while any(c.thread.is_alive() for c in self.cameras):
-                if duration is not None and time.monotonic() - start >= duration:
-                    break
-                if progress is not None:
-                    progress(sum(c.frames_out for c in self.cameras), time.monotonic() - start)
-                time.sleep(0.05)
+            with stop_hook(self.request_stop):
+                if inline:
+                    self.cameras[0].loop()
+                while any(c.thread.is_alive() for c in self.cameras):
+                    if duration is not None and time.monotonic() - start >= duration:
+                        break
+                    if progress is not None:
+                        progress(sum(c.frames_out for c in self.cameras), time.monotonic() - start)
+                    time.sleep(0.05)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             self.stop()
+        interrupted = interrupted or self.stop_requested
         return MultiRunSummary(
             cameras=[c.summary() for c in self.cameras],
             seconds=round(time.monotonic() - start, 3),

@@ -1,10 +1,11 @@
 """Stopping a run the way service managers do: SIGTERM (systemd, Docker, Kubernetes) as well as Ctrl-C.
 
-The first SIGTERM or SIGINT raises `KeyboardInterrupt` in the main thread, the one path a run already handles: the
-sources stop, frames in flight are finished, every output is closed (the MP4 gets its index, the JSON lines are
-flushed, MQTT says "offline") and the summary is printed, exit 0. The drain is bounded: a second signal, or a
-drain longer than `drain_seconds`, ends the process at once with a non-zero code and one line saying so, because a
-supervisor that asked twice, or a stop stuck on a hung camera, must not wait forever.
+The first SIGTERM or SIGINT asks the running cameras to stop (`stop_hook`): each finishes the frames in flight
+between two frames, never in the middle of one, then every output is closed (the MP4 gets its index, the JSON lines
+are flushed, MQTT says "offline") and the summary is printed, exit 0. Before the cameras run (models loading) there
+is nothing to drain and the signal raises `KeyboardInterrupt` as Ctrl-C always did. The drain is bounded: a second
+signal, or a drain longer than `drain_seconds`, ends the process at once with a non-zero code and one line saying
+so, because a supervisor that asked twice, or a stop stuck on a hung camera, must not wait forever.
 """
 
 from __future__ import annotations
@@ -13,11 +14,26 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 DRAIN_SECONDS = 8.0  # far above a clean drain (well under 1 s), below Docker's 10 s before it sends SIGKILL
 EXIT_DRAIN_TIMEOUT = 124  # the drain outlived its limit (the code `timeout` uses)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+_hooks: list[Callable[[], None]] = []
+
+
+@contextmanager
+def stop_hook(hook: Callable[[], None]) -> Iterator[None]:
+    """While inside, a stop signal calls `hook` (which must only set flags and wake waits) instead of raising."""
+    _hooks.append(hook)
+    try:
+        yield
+    finally:
+        _hooks.remove(hook)
 
 
 class GracefulStop:
@@ -44,7 +60,10 @@ class GracefulStop:
         self._timer.daemon = True
         self._timer.start()
         print(f"{self.name}: {name}: stopping (a second signal exits at once)", file=sys.stderr, flush=True)
-        raise KeyboardInterrupt
+        if not _hooks:
+            raise KeyboardInterrupt
+        for hook in list(_hooks):
+            hook()
 
     def _drain_expired(self) -> None:
         self._exit(EXIT_DRAIN_TIMEOUT, f"still stopping after {self.drain_seconds:g} s: exiting without finishing")
