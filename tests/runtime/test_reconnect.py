@@ -260,3 +260,15 @@ def test_open_source_with_reconnect_resizes_and_reports_events():
     assert all(f.image.shape == (8, 12, 3) for f in frames)
     assert [e.kind for e in events] == [SOURCE_LOST, SOURCE_RESTORED]
     assert src.stats().reconnects == 1 and src.stats().to_dict()["reconnects"] == 1
+
+
+def test_each_lost_line_on_stderr_is_followed_by_a_restored_line(capsys):
+    events: list = []
+    reader = reader_with(Factory(FakeCamera(0, 3), FakeCamera(0, 0, opened=False), FakeCamera(9, 10**6)), events)
+    try:
+        wait_until(lambda: reader.stats.reconnects == 1)
+    finally:
+        reader.stop()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0] == "warning: cam: stream lost (no frames); reconnecting"
+    assert lines[1].startswith("cam: stream restored after ") and lines[1].endswith(" s")
