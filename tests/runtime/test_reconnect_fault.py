@@ -29,7 +29,8 @@ if shutil.which("ffmpeg") is None and not os.environ.get("CI"):
 
 OUTAGE = soak(3, 10)  # seconds the stream is down
 CYCLES = int(soak(2, 3))
-RESUME_BOUND = 8.0  # seconds from the stream's return to the first new frame: ~2 s expected, generous on 2 busy cores
+RESUME_BOUND = 8.0  # seconds from the stream's return to the first new frame, any outage: generous on busy cores
+RESUME_MEDIAN = 5.0  # the requirement, on the median (~1-2 s expected; the 30 s-capped doubling took 4.9-7.3 s)
 SLACK = 4  # fds / threads that may come and go (a capture's decoder threads, a socket mid-close)
 
 
@@ -97,6 +98,6 @@ def test_run_resumes_within_seconds_of_each_restart_without_leaks(small_video, t
         f"fds {before[0]} -> {after[0]}, threads {before[1]} -> {after[1]}"
     )
     assert proc.returncode == 0, text
-    assert max(delays) <= RESUME_BOUND, delays
+    assert statistics.median(delays) <= RESUME_MEDIAN and max(delays) <= RESUME_BOUND, delays
     assert after[0] <= before[0] + SLACK and after[1] <= before[1] + SLACK, (before, after)
     assert text.count("stream lost") == CYCLES and text.count("stream restored") == CYCLES, text
