@@ -101,3 +101,5 @@ def test_run_resumes_within_seconds_of_each_restart_without_leaks(small_video, t
     assert statistics.median(delays) <= RESUME_MEDIAN and max(delays) <= RESUME_BOUND, delays
     assert after[0] <= before[0] + SLACK and after[1] <= before[1] + SLACK, (before, after)
     assert text.count("stream lost") == CYCLES and text.count("stream restored") == CYCLES, text
+    lost, restored = f"warning: {server.url}: stream lost", f"{server.url}: stream restored after"
+    assert all(line.startswith((lost, restored)) for line in text.splitlines()), text  # no FFmpeg / OpenCV lines
