@@ -707,11 +707,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from edgecam.runtime.errors import EdgecamError
+    from edgecam.runtime.redact import mask_text  # an error naming a camera URL never shows its password
 
     try:
         return args.handler(args)
     except EdgecamError as exc:
-        print(f"edgecam {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edgecam {args.command}: error: {mask_text(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `edgecam ... --json | head`: the reader left, nothing is wrong
         sys.stderr.close()
@@ -723,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("EDGECAM_DEBUG"):
             raise
         print(
-            f"edgecam {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"edgecam {args.command}: internal error: {type(exc).__name__}: {mask_text(exc)} "
             "(set EDGECAM_DEBUG=1 for the traceback and report it)",
             file=sys.stderr,
         )

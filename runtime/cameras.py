@@ -26,6 +26,7 @@ from edgecam.runtime.model import Model
 from edgecam.runtime.prefetch import Prefetcher
 from edgecam.runtime.processor import FrameProcessor, FrameResult
 from edgecam.runtime.reconnect import SOURCE_LOST, SOURCE_RESTORED
+from edgecam.runtime.redact import mask_text, mask_url
 from edgecam.runtime.shutdown import stop_hook
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.sources import CaptureFactory, Source, open_source
@@ -164,7 +165,7 @@ class CameraRunner:
                     self._finish(inflight.popleft())
         except Exception as exc:  # one camera's failure is reported and ends that camera only
             self.exception = exc
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = mask_text(f"{type(exc).__name__}: {exc}")
             print(f"warning: camera {self.cfg.name}: stopped: {self.error}", file=sys.stderr, flush=True)
         finally:
             self._ended = time.monotonic()
@@ -277,7 +278,7 @@ class CameraRunner:
             events = dict(self.events.most_common())
         return {
             "camera": self.cfg.name,
-            "source": self.cfg.source,
+            "source": mask_url(self.cfg.source),  # never the camera's password
             "frames": self.frames_out,
             "seconds": round(seconds, 3),
             "frames_in": stats["frames_in"],

@@ -17,6 +17,7 @@ import cv2
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.priority import lower_own_priority
 from edgecam.runtime.reconnect import EventCallback, Reconnector, ReconnectPolicy
+from edgecam.runtime.redact import mask_text, mask_url
 from edgecam.runtime.sources import (
     Capture,
     CaptureFactory,
@@ -47,7 +48,8 @@ class LiveReader:
         max_failures: int = 25,
         reconnector: Reconnector | None = None,
     ) -> None:
-        self.capture, self.source_id, self.stride, self.max_failures = capture, source_id, stride, max_failures
+        self.capture, self.stride, self.max_failures = capture, stride, max_failures
+        self.source_id = mask_url(source_id)  # names frames, warnings and the thread: never the password
         self.reconnector = reconnector
         self.stats = SourceStats()
         self.error: Exception | None = None
@@ -55,7 +57,7 @@ class LiveReader:
         self._ended = False
         self._stop = reconnector.stop if reconnector is not None else threading.Event()
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=f"edgecam-live-{source_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"edgecam-live-{self.source_id}", daemon=True)
 
     @property
     def online(self) -> bool:
@@ -115,7 +117,7 @@ class LiveReader:
                     self._cond.notify_all()
         except Exception as exc:  # a backend error must end the stream visibly, not kill the thread silently
             self.error = exc
-            warn(f"{self.source_id}: capture failed: {exc}")
+            warn(f"{self.source_id}: capture failed: {mask_text(exc)}")
         finally:
             if self.capture is not None:
                 self.capture.release()  # the thread owns the capture: never released while a read is in flight
@@ -131,7 +133,8 @@ class LiveReader:
         if self.reconnector is None:
             warn(f"{self.source_id}: stream lost after {self.max_failures} failed reads")
             return
-        self.capture = self.reconnector.lost("no frames" if self.error is None else f"capture error: {self.error}")
+        reason = "no frames" if self.error is None else f"capture error: {mask_text(self.error)}"
+        self.capture = self.reconnector.lost(reason)
         self.error = None
 
     def get(self) -> Frame | None:
@@ -171,23 +174,24 @@ class LiveSource(Source):
         reconnect: ReconnectPolicy | None = None,
         on_event: EventCallback | None = None,
     ) -> None:
-        super().__init__(spec, max_fps, stride, resolution)
-        target: str | int = int(spec) if spec.isdigit() else spec
+        super().__init__(spec, max_fps, stride, resolution)  # self.spec: the masked name (runtime/redact.py)
+        target: str | int = int(spec) if spec.isdigit() else spec  # the real URL: only the opener holds it
         if reconnect is not None:
-            reconnector = Reconnector(spec, lambda: capture_factory(target), reconnect, on_event)
-            self.reader = LiveReader(None, spec, stride, reconnect.max_failures, reconnector).start()
+            reconnector = Reconnector(self.spec, lambda: capture_factory(target), reconnect, on_event)
+            self.reader = LiveReader(None, self.spec, stride, reconnect.max_failures, reconnector).start()
             self._stats = self.reader.stats
             return
         cap = capture_factory(target)
         if not cap.isOpened():
             cap.release()
+            where = self.spec
             if isinstance(target, int):
-                raise EdgecamError("cannot open the camera", path=spec, fix="check the camera index: ls /dev/video*")
-            raise EdgecamError("cannot open the stream", path=spec, fix="check the URL, credentials and network")
+                raise EdgecamError("cannot open the camera", path=where, fix="check the camera index: ls /dev/video*")
+            raise EdgecamError("cannot open the stream", path=where, fix="check the URL, credentials and network")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else None
         self._set_size(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
-        self.reader = LiveReader(cap, spec, stride).start()
+        self.reader = LiveReader(cap, self.spec, stride).start()
         self._stats = self.reader.stats
 
     def _frames(self) -> Iterator[Frame]:

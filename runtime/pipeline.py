@@ -18,6 +18,7 @@ from edgecam.runtime.bundle import load_bundle
 from edgecam.runtime.camera_config import parse_runtime_config
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.processor import ROI, task_runner, validate_rois
+from edgecam.runtime.redact import mask_url
 from edgecam.runtime.sources import CaptureFactory, is_live, source_not_found
 
 __all__ = ["RunSummary", "run", "validate_rois"]
@@ -127,7 +128,7 @@ def run(
         raise cam.exception
     done = multi.cameras[0]
     return RunSummary(
-        source=str(source),
+        source=mask_url(str(source)),
         task=loaded.task,
         variant=cam.model.variant.name,
         frames=done["frames"],

@@ -2,8 +2,16 @@
 
 A camera that reboots or a network that blips must not end the run: the reader reopens the capture with
 exponential backoff and jitter (so a fleet of cameras does not hammer a recovering recorder in lockstep), and
-tells the rest of the pipeline with `source_lost` / `source_restored` events. The policy here is pure; the
-reader thread in `runtime/live.py` applies it.
+tells the rest of the pipeline with `source_lost` / `source_restored` events and one stderr line each. The policy
+here is pure; the reader thread in `runtime/live.py` applies it.
+
+The backoff has two phases, because what a device needs differs with how long the camera has been gone:
+- the first `early_seconds` (5 min) of an outage: delays grow from `initial` but never past `early_max` (2 s). Most
+  outages are a camera rebooting, a switch restarting or a network blip, and the camera is expected back; probing
+  at most every 2 s means frames flow again within ~2 s of its return (a refused connection costs microseconds).
+- after that: the camera is gone for long (unplugged, broken, renamed); delays grow on to `max` (30 s), so a dead
+  camera costs a probe every ~30 s, not a stream of connection attempts against a recorder or a VPN.
+Jitter (+-20 %) spreads a fleet's attempts in both phases and never lifts a delay above the phase's cap.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.redact import mask_text, mask_url
 from edgecam.runtime.types import Event
 
 SOURCE_LOST = "source_lost"
@@ -27,29 +36,38 @@ EventCallback = Callable[[Event], None]
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delay before reconnect attempt `n` (0-based): `initial * factor**n`, capped at `max`, then spread by
-    +-`jitter` (a fraction) around that value, never above `max` and never negative."""
+    """Delay before reconnect attempt `n` (0-based): `initial * factor**n`, capped at `early_max` (or `max` if lower)
+    while the outage is younger than `early_seconds` and at `max` after, then spread by +-`jitter` (a fraction)
+    around that value, never above the cap and never negative. `early_seconds=0` turns the early phase off."""
 
     initial: float = 0.5
     factor: float = 2.0
     max: float = 30.0
     jitter: float = 0.2
+    early_max: float = 2.0
+    early_seconds: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1 or self.max < self.initial or not 0 <= self.jitter < 1:
+        valid = self.initial > 0 and self.factor >= 1 and self.max >= self.initial and 0 <= self.jitter < 1
+        if not valid or self.early_max <= 0 or self.early_seconds < 0:
             raise EdgecamError(
                 f"invalid backoff {self}",
-                fix="need initial > 0, factor >= 1, max >= initial and 0 <= jitter < 1",
+                fix="need initial > 0, factor >= 1, max >= initial, early_max > 0, early_seconds >= 0, 0 <= jitter < 1",
             )
 
-    def base(self, attempt: int) -> float:
-        """The delay without jitter; the exponent is bounded so huge attempt numbers cannot overflow."""
-        return min(self.max, self.initial * self.factor ** min(max(attempt, 0), 64))
+    def cap(self, down_seconds: float) -> float:
+        """The longest delay for an outage `down_seconds` old (`early_max` never lifts a lower `max`)."""
+        return min(self.early_max, self.max) if down_seconds < self.early_seconds else self.max
 
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """The jittered delay; `rng` returns a float in [0, 1) (injected in tests)."""
+    def base(self, attempt: int, down_seconds: float = 0.0) -> float:
+        """The delay without jitter; the exponent is bounded so huge attempt numbers cannot overflow."""
+        return min(self.cap(down_seconds), self.initial * self.factor ** min(max(attempt, 0), 64))
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random, down_seconds: float = 0.0) -> float:
+        """The jittered delay; `rng` returns a float in [0, 1) (injected in tests); `down_seconds`: the outage's age."""
         spread = self.jitter * (2.0 * rng() - 1.0)
-        return max(0.0, min(self.max, self.base(attempt) * (1.0 + spread)))
+        cap = self.cap(down_seconds)
+        return max(0.0, min(cap, self.base(attempt, down_seconds) * (1.0 + spread)))
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,7 @@ class Reconnector:
         stop: threading.Event | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.source_id, self.opener = source_id, opener
+        self.source_id, self.opener = mask_url(source_id), opener  # the opener alone holds the real URL
         self.policy = policy or ReconnectPolicy()
         self.on_event, self.rng = on_event, rng
         self.stop = stop or threading.Event()
@@ -123,7 +141,7 @@ class Reconnector:
         try:
             cap = self.opener()
         except Exception as exc:
-            return self.lost(f"cannot open: {exc}")
+            return self.lost(f"cannot open: {exc}")  # masked in lost()
         if cap.isOpened():
             return cap
         cap.release()
@@ -131,13 +149,15 @@ class Reconnector:
 
     def lost(self, reason: str) -> Any | None:
         """The source stopped delivering: a freshly opened capture, or None to end (stopped or gave up)."""
+        reason = mask_text(reason)
         if self._down_since is None:
             self._down_since = time.monotonic()
             self.online = False
             print(f"warning: {self.source_id}: stream lost ({reason}); reconnecting", file=sys.stderr, flush=True)
             self._emit(SOURCE_LOST, reason=reason, reconnects=self.reconnects)
         while not self.policy.gives_up(self.attempts):
-            if self.stop.wait(self.policy.backoff.delay(self.attempts, self.rng)):
+            down = time.monotonic() - self._down_since
+            if self.stop.wait(self.policy.backoff.delay(self.attempts, self.rng, down)):
                 return None
             self.attempts += 1
             try:
@@ -156,5 +176,6 @@ class Reconnector:
             down = time.monotonic() - self._down_since
             self._down_since, self.attempts = None, 0
             self.reconnects += 1
+            print(f"{self.source_id}: stream restored after {down:.1f} s", file=sys.stderr, flush=True)
             self._emit(SOURCE_RESTORED, down_seconds=round(down, 3), reconnects=self.reconnects)
         self.online = True

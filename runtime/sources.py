@@ -20,7 +20,11 @@ from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.imagefolder import IMAGE_EXTS, read_image
 from edgecam.runtime.priority import call_with_lower_priority
 from edgecam.runtime.reconnect import EventCallback, ReconnectPolicy
+from edgecam.runtime.redact import mask_url
 from edgecam.runtime.types import Frame
+from edgecam.runtime.videolog import silence_ffmpeg_logs
+
+silence_ffmpeg_logs()  # before this process opens its first capture: later it has no effect
 
 IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTS))
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
@@ -102,6 +106,9 @@ def resize_frame(frame: Frame, resolution: Resolution) -> Frame:
 class Source:
     """Iterate to get `Frame`s; use as a context manager (or call `close()`) to release the device or file.
 
+    `spec` is the source as it may be shown (credentials masked: `runtime/redact.py`); it names the frames
+    (`Frame.source_id`), events, warnings and errors. Only the capture opener is given the real URL.
+
     With `resolution` (width, height) every delivered frame is resized, after the newest-frame choice, so frames
     a live source drops are never resized."""
 
@@ -114,7 +121,7 @@ class Source:
             raise EdgecamError(f"max_fps must be > 0, got {max_fps}")
         if resolution is not None and (len(resolution) != 2 or min(int(v) for v in resolution) < 8):
             raise EdgecamError(f"resolution must be [width, height] of at least 8 px, got {list(resolution)}")
-        self.spec, self.max_fps, self.stride = spec, max_fps, stride
+        self.spec, self.max_fps, self.stride = mask_url(spec), max_fps, stride
         self.resolution = (int(resolution[0]), int(resolution[1])) if resolution is not None else None
         self.fps: float | None = None
         self.size: tuple[int, int] | None = self.resolution  # (width, height) where known
@@ -187,7 +194,9 @@ class VideoFileSource(Source):
         super().__init__(spec, max_fps, stride, resolution)
         self._cap = call_with_lower_priority(lambda: capture_factory(spec))  # its decoder threads run lower
         if not self._cap.isOpened():
-            raise EdgecamError("cannot open the video", path=spec, fix="check the path and that the file is a video")
+            raise EdgecamError(
+                "cannot open the video", path=self.spec, fix="check the path and that the file is a video"
+            )
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else None
         self._index = -1
@@ -195,7 +204,7 @@ class VideoFileSource(Source):
         if self._first is None:
             self._cap.release()
             raise EdgecamError(
-                "video has no decodable frames", path=spec, fix="check the file is complete; re-encode it"
+                "video has no decodable frames", path=self.spec, fix="check the file is complete; re-encode it"
             )
         self._set_size(self._first.width, self._first.height)
 
@@ -248,12 +257,14 @@ class ImageFolderSource(Source):
         # (index in the listing, path): `Frame.index` names the file even with a stride
         self._paths = list(enumerate(paths))[:: self.stride]
         if not self._paths:
-            raise EdgecamError("no images in the folder", path=spec, fix=f"add images ({', '.join(IMAGE_SUFFIXES)})")
+            raise EdgecamError(
+                "no images in the folder", path=self.spec, fix=f"add images ({', '.join(IMAGE_SUFFIXES)})"
+            )
         self._pos = 0
         self._warned = False
         self._first = self._read()
         if self._first is None:
-            raise EdgecamError("none of the images can be read", path=spec, fix="check the files are valid images")
+            raise EdgecamError("none of the images can be read", path=self.spec, fix="check the files are valid images")
 
     def _read(self) -> Frame | None:
         while self._pos < len(self._paths) and not self._closed:
@@ -321,5 +332,7 @@ def open_source(
 
 def source_not_found(spec: str) -> EdgecamError:
     return EdgecamError(
-        "source not found", path=spec, fix="check the path, URL (rtsp://, http://) or camera index (0, 1, ...)"
+        "source not found",
+        path=mask_url(spec),
+        fix="check the path, URL (rtsp://, http://) or camera index (0, 1, ...)",
     )

@@ -16,6 +16,7 @@ from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Strict
 from pydantic_core import PydanticCustomError
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.redact import mask_text
 from edgecam.runtime.scenarios.geometry import validate_polygon, validate_roi, validate_segment, validate_span
 
 Int = Annotated[int, Strict()]  # YAML `true` or `"5"` is a typo, not a count
@@ -101,7 +102,7 @@ def key_path(parts: list[Any]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = mask_text(repr(value))  # a camera URL's password is masked before the cut, which could hide its '@'
     return text if len(text) <= 60 else text[:57] + "..."
 
 

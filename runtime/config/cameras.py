@@ -32,6 +32,7 @@ from edgecam.runtime.config.scenarios import (
 )
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
+from edgecam.runtime.redact import mask_url
 from edgecam.runtime.sources import is_live
 
 MAX_RESOLUTION = 8192  # pixels per side a camera can be resized to
@@ -86,12 +87,20 @@ class MotionSettings(StrictModel):
 
 
 class BackoffSettings(StrictModel):
-    """Delay before reconnect attempt n: initial * factor**n, capped at max, spread by +-jitter."""
+    """Delay before reconnect attempt n: initial * factor**n, spread by +-jitter, capped at early_max for the first
+    early_seconds of an outage (a rebooting camera is back in frames within ~early_max of its return), at max after
+    (a camera gone for long is probed rarely). See runtime/reconnect.py."""
 
     initial: Float = Field(0.5, gt=0, description="first delay, seconds")
     factor: Float = Field(2.0, ge=1, description="growth per failed attempt")
-    max: Float = Field(30.0, gt=0, description="longest delay, seconds")
+    max: Float = Field(30.0, gt=0, description="longest delay once the outage is older than early_seconds, seconds")
     jitter: Float = Field(0.2, ge=0, lt=1, description="random spread as a fraction of the delay (0..1)")
+    early_max: Float = Field(
+        2.0, gt=0, description="longest delay during the first early_seconds of an outage (max if lower), seconds"
+    )
+    early_seconds: Float = Field(
+        300.0, ge=0, description="how long an outage counts as short (the camera expected back), seconds; 0: off"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> BackoffSettings:
@@ -228,6 +237,8 @@ class CameraConfig(StrictModel):
     def _source(cls, value: str, info: ValidationInfo) -> str:
         if not value:
             raise fail("missing", "give a video file, image folder, camera index or rtsp:// / http:// URL")
+        if "://" in value and not is_live(value):  # a misspelt scheme is no file name: say so, password masked
+            raise fail(f"unsupported URL {mask_url(value)}", "use an rtsp://, rtsps://, http:// or https:// URL")
         return value if is_live(value) else str(resolve(Path(value), info.context))
 
     @field_validator("backend")

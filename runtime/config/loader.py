@@ -18,6 +18,7 @@ from edgecam.runtime.config.base import NAME, describe, first_error, key_path
 from edgecam.runtime.config.cameras import CameraConfig, RuntimeConfig
 from edgecam.runtime.config.scenarios import SCENARIO_SETTINGS
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.redact import mask_text
 from edgecam.runtime.scenarios import create_scenario
 from edgecam.runtime.sources import is_live
 
@@ -26,7 +27,7 @@ from edgecam.runtime.sources import is_live
 def _error(origin: str | Path, camera: str | None, key: str, what: str, fix: str | None) -> EdgecamError:
     where = f"camera {camera!r}: " if camera else ""
     text = f"{where}{key}: {what}" if key else f"{where}{what}"
-    return EdgecamError(" ".join(text.split()), path=origin, fix=fix)
+    return EdgecamError(mask_text(" ".join(text.split())), path=origin, fix=fix)  # no camera password shown
 
 
 def _wrap(origin: str | Path, camera: str, key: str, exc: EdgecamError) -> EdgecamError:

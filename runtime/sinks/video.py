@@ -14,6 +14,9 @@ import cv2
 import numpy as np
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.videolog import silence_ffmpeg_logs
+
+silence_ffmpeg_logs()  # before the first writer opens (runtime/videolog.py)
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 # Free space the writer never eats into: an MP4 is playable only once `close()` writes its index (a few bytes per

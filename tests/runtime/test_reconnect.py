@@ -46,21 +46,51 @@ def image(i: int) -> np.ndarray:
         (-1, 0.5, 0.5),  # a negative attempt is treated as the first
     ],
 )
-def test_backoff_table(attempt, u, expected):
-    assert Backoff().delay(attempt, rng=lambda: u) == pytest.approx(expected, abs=1e-4)
+def test_backoff_table_of_a_long_outage(attempt, u, expected):
+    """Past `early_seconds` (5 min) the delays grow on to `max` (30 s): a camera gone for long is probed rarely."""
+    assert Backoff().delay(attempt, rng=lambda: u, down_seconds=301.0) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "u", "down", "expected"),
+    [
+        (0, 0.5, 0.0, 0.5),
+        (1, 0.5, 1.0, 1.0),
+        (2, 0.5, 3.0, 2.0),
+        (3, 0.5, 5.0, 2.0),  # 4 capped at early_max: a camera expected back is probed every 2 s
+        (50, 0.999999, 299.0, 2.0),  # +20 % jitter never lifts a delay above the cap
+        (50, 0.0, 299.0, 1.6),  # -20 %
+        (50, 0.5, 300.0, 30.0),  # the early phase is over: the long-outage cap
+    ],
+)
+def test_backoff_table_of_a_young_outage(attempt, u, down, expected):
+    assert Backoff().delay(attempt, rng=lambda: u, down_seconds=down) == pytest.approx(expected, abs=1e-4)
+
+
+def test_backoff_early_phase_off_and_a_lower_max_win():
+    assert Backoff(early_seconds=0).delay(5, rng=lambda: 0.5, down_seconds=0.0) == pytest.approx(16.0)
+    assert Backoff(max=1.0).delay(5, rng=lambda: 0.5, down_seconds=0.0) == pytest.approx(1.0)
 
 
 def test_backoff_jitter_stays_in_band_with_a_real_rng():
     import random
 
     rng = random.Random(0)
-    delays = [Backoff().delay(2, rng.random) for _ in range(200)]
+    delays = [Backoff().delay(2, rng.random, down_seconds=400.0) for _ in range(200)]
     assert min(delays) >= 1.6 and max(delays) <= 2.4 and len(set(delays)) > 100
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"initial": 0}, {"factor": 0.5}, {"initial": 5, "max": 1}, {"jitter": 1.0}, {"jitter": -0.1}],
+    [
+        {"initial": 0},
+        {"factor": 0.5},
+        {"initial": 5, "max": 1},
+        {"jitter": 1.0},
+        {"jitter": -0.1},
+        {"early_max": 0},
+        {"early_seconds": -1},
+    ],
 )
 def test_invalid_backoff_is_an_error(kwargs):
     with pytest.raises(EdgecamError, match="invalid backoff"):
@@ -230,3 +260,15 @@ def test_open_source_with_reconnect_resizes_and_reports_events():
     assert all(f.image.shape == (8, 12, 3) for f in frames)
     assert [e.kind for e in events] == [SOURCE_LOST, SOURCE_RESTORED]
     assert src.stats().reconnects == 1 and src.stats().to_dict()["reconnects"] == 1
+
+
+def test_each_lost_line_on_stderr_is_followed_by_a_restored_line(capsys):
+    events: list = []
+    reader = reader_with(Factory(FakeCamera(0, 3), FakeCamera(0, 0, opened=False), FakeCamera(9, 10**6)), events)
+    try:
+        wait_until(lambda: reader.stats.reconnects == 1)
+    finally:
+        reader.stop()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0] == "warning: cam: stream lost (no frames); reconnecting"
+    assert lines[1].startswith("cam: stream restored after ") and lines[1].endswith(" s")

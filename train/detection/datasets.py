@@ -314,9 +314,17 @@ def _coco_box(bbox: Any, size: tuple[int, int]) -> tuple[float, float, float, fl
 # ----------------------------------------------------------------------------------------------- shared
 
 
+_REPORTED: set[tuple[str, int]] = set()  # (source, its problems) this process has already warned about
+
+
 def _finish(det: DetDataset, source: Path, fix: str) -> DetDataset:
-    """One warning line for all problems, then refuse a split without a single valid box."""
-    if det.problems:
+    """One warning line for all problems, then refuse a split without a single valid box.
+
+    A COCO file is one split, so training loads the same file as "train" and "val" (as does a YOLO data.yaml
+    whose val is its train folder): the same problems are reported once per process, not once per load."""
+    key = (str(source), hash(tuple(det.problems)))
+    if det.problems and key not in _REPORTED:
+        _REPORTED.add(key)
         shown = "; ".join(det.problems[:SHOWN_PROBLEMS])
         more = f" (and {len(det.problems) - SHOWN_PROBLEMS} more)" if len(det.problems) > SHOWN_PROBLEMS else ""
         print(f"warning: {source}: skipped {len(det.problems)} bad label(s)/image(s): {shown}{more}", file=sys.stderr)

@@ -229,3 +229,21 @@ def test_dispatch(tmp_path, target):
             load_detection_data(path, "train")
     else:
         assert len(load_detection_data(path, "train")) == 1
+
+
+def test_coco_problems_are_reported_once_when_loaded_as_train_and_val(tmp_path, capsys):
+    """A COCO file is one split: training loads it as "train" and as "val", and must warn about it once."""
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((H, W, 3), np.uint8))
+    good = {"id": 1, "image_id": 5, "category_id": 3, "bbox": [2, 3, 10, 8]}
+    data = {
+        "images": [{"id": 5, "file_name": "a.png", "width": W, "height": H}],
+        "annotations": [good, {**good, "id": 2, "bbox": [1, 2, 0, 4]}],
+        "categories": [{"id": 3, "name": "thing"}],
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    train, val = load_detection_data(path, "train"), load_detection_data(path, "val")
+    assert train.problems == val.problems and len(train.problems) == 1  # still recorded on every load
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "skipped 1 bad label(s)/image(s)" in warnings[0]
