@@ -9,10 +9,7 @@ on the network is an explicit choice of `host` and needs a token: every path but
 from __future__ import annotations
 
 import errno
-import hashlib
-import hmac
 import io
-import ipaddress
 import json
 import logging
 import re
@@ -24,11 +21,12 @@ from http.server import BaseHTTPRequestHandler
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.sinks.auth import COOKIE, Guard, is_loopback, redact
 from edgecam.runtime.sinks.serve import BoundedServer
 from edgecam.runtime.state import CameraState, StateRegistry
 from edgecam.runtime.telemetry import Telemetry
@@ -36,30 +34,14 @@ from edgecam.runtime.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 BOUNDARY = "edgecamframe"
-COOKIE = "edgecam_session"
 OPEN_PATHS = frozenset({"/health"})  # answered without the token: probes and watchdogs carry no secret
+METRICS_SHARE = 0.5  # seconds
 _CAMERA_PATH = re.compile(r"^/(stream|snapshot)/([^/]+)\.(mjpg|jpg)$")
-_SECRET_IN_URL = re.compile(r"(token=)[^&\s]*", re.IGNORECASE)
 
 
 def _liveview_html() -> bytes:
     """The live-view page, read from package data so an installed wheel serves the same file."""
     return files("edgecam.runtime.sinks").joinpath("liveview.html").read_bytes()
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or `localhost`: reachable from this device only. A host name is taken as exposed."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def redact(text: str) -> str:
-    """A request line or URL with any `token=` value blanked, for logs."""
-    return _SECRET_IN_URL.sub(r"\1***", text)
 
 
 class HttpServer:
@@ -96,13 +78,13 @@ class HttpServer:
         self.timeout = timeout
         self.workers = workers
         self.origin = origin  # the config file, named in start()'s errors
-        self._token = token.encode() if token else None
-        # The live view's cookie is derived from the token, so the token itself is never stored in a browser.
-        self._cookie = hmac.new(self._token, b"edgecam live view", hashlib.sha256).hexdigest() if self._token else None
+        self._guard = Guard(token)
         # Each MJPEG client costs a thread and a socket write per frame: cap them so viewers cannot starve the cameras.
         self._streams = threading.BoundedSemaphore(max_streams)
         self._stopping = threading.Event()
         self._server: BoundedServer | None = None
+        self._metrics_lock = threading.Lock()
+        self._metrics_cache: tuple[float, bytes] = (-1e9, b"")
 
     @property
     def url(self) -> str:
@@ -115,7 +97,7 @@ class HttpServer:
 
     def start(self) -> HttpServer:
         """Bind (a busy port or an unknown host is an `EdgecamError` naming the fix), then serve."""
-        if self.exposed and self._token is None:
+        if self.exposed and not self._guard.enabled:
             raise EdgecamError(
                 f"http.host: {self.host} is reachable from the network and no token is set",
                 path=self.origin,
@@ -181,16 +163,17 @@ class HttpServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def authorized(self, headers: Any, query: str) -> bool:
-        """The token as a bearer header, a `token` query value or the live view's cookie (constant-time compares)."""
-        if self._token is None:
-            return True
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(), self._token):
-            return True
-        if any(hmac.compare_digest(t.encode(), self._token) for t in parse_qs(query).get("token", [])):
-            return True
-        return any(hmac.compare_digest(c.encode(), self._cookie.encode()) for c in _cookies(headers, COOKIE))
+    def metrics(self) -> bytes:
+        """The Prometheus exposition; scrapes within `METRICS_SHARE` seconds share one rendering, so a burst of
+        scrapers costs one pass over the cameras instead of one each (far shorter than any scrape interval)."""
+        assert self.telemetry is not None
+        with self._metrics_lock:
+            made, body = self._metrics_cache
+            if time.monotonic() - made > METRICS_SHARE:
+                self.telemetry.sync(self.registry)
+                body = self.telemetry.exposition()
+                self._metrics_cache = (time.monotonic(), body)
+            return body
 
     # --- what the handler asks for --------------------------------------------------------------------------
 
@@ -218,16 +201,6 @@ class HttpServer:
         ok = bool(cameras) and all(c["online"] for c in cameras.values())
         body = {"status": "ok" if ok else "degraded", "cameras": cameras}
         return (200 if ok else 503), body
-
-
-def _cookies(headers: Any, name: str) -> list[str]:
-    values = []
-    for header in headers.get_all("Cookie") or []:
-        for part in header.split(";"):
-            key, _, value = part.strip().partition("=")
-            if key == name:
-                values.append(value)
-    return values
 
 
 class _SocketWriter(io.BufferedIOBase):
@@ -270,10 +243,10 @@ def _make_handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             url = urlsplit(self.path)
             path = unquote(url.path)
-            if path not in OPEN_PATHS and not app.authorized(self.headers, url.query):
+            if path not in OPEN_PATHS and not app._guard.allows(self.headers, url.query):
                 self._unauthorized()
                 return
-            if path in ("/", "/index.html") and "token=" in url.query and app._cookie is not None:
+            if path in ("/", "/index.html") and "token=" in url.query and app._guard.enabled:
                 self._login(path)
                 return
             if path in ("/", "/index.html"):
@@ -318,7 +291,7 @@ def _make_handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             """`/?token=...`: a session cookie for the page, its API calls and its `<img>` streams, and the token
             out of the address bar (and so out of the browser's history)."""
             self.send_response(303)
-            self.send_header("Set-Cookie", f"{COOKIE}={app._cookie}; Path=/; HttpOnly; SameSite=Strict")
+            self.send_header("Set-Cookie", f"{COOKIE}={app._guard.cookie}; Path=/; HttpOnly; SameSite=Strict")
             self.send_header("Location", path)
             self.send_header("Content-Length", "0")
             self.send_header("Connection", "close")
@@ -340,8 +313,7 @@ def _make_handler(app: HttpServer) -> type[BaseHTTPRequestHandler]:
             if app.telemetry is None:
                 self._json(404, {"error": "metrics are disabled (no Telemetry given to the HTTP server)"})
                 return
-            app.telemetry.sync(app.registry)
-            self._send(200, app.telemetry.exposition(), CONTENT_TYPE_LATEST)
+            self._send(200, app.metrics(), CONTENT_TYPE_LATEST)
 
         def _snapshot(self, camera: CameraState) -> None:
             jpeg, _ = camera.wait_jpeg(0, timeout=0)

@@ -203,7 +203,6 @@ def test_mjpeg_stream_yields_distinct_frames(server):
         conn.close()
 
 
-
 def wait_until(condition, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
