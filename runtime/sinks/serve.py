@@ -82,9 +82,9 @@ class BoundedServer:
 
     def listen(self) -> int:
         """Bind and listen; the bound port. Raises `socket.gaierror` or `OSError` as the system does."""
-        family, kind, proto, _, address = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        found = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        # IPv4 first when a name has both (`localhost` stays 127.0.0.1, as with the stdlib server); `::` still works.
+        family, kind, proto, _, address = min(found, key=lambda info: info[0] != socket.AF_INET)
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

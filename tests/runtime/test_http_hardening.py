@@ -17,12 +17,17 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from bench.http_load import closed_by_server, fds, make_registry, open_half, scrape_burst
+from edgecam.runtime.config.base import model_error
 from edgecam.runtime.config.cameras import HttpConfig
 from edgecam.runtime.config.loader import load_cameras_config
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.sinks import serve
+from edgecam.runtime.sinks.auth import is_loopback
 from edgecam.runtime.sinks.http import HttpServer
 from edgecam.runtime.telemetry import Telemetry
 
@@ -374,3 +379,76 @@ def test_the_runner_names_the_file_when_its_port_is_taken(tmp_path, monkeypatch,
         runner = MultiCameraRunner(load_cameras_config(path))
         with pytest.raises(EdgecamError, match=rf"^{path}: http: 127\.0\.0\.1:{port} is already in use"):
             runner.start(threads=False)
+
+
+# --- property tests ---------------------------------------------------------------------------------------------
+
+_LINES = st.one_of(
+    st.sampled_from(["GET / HTTP/1.1", "GET /metrics HTTP/1.0", "POST /api/cameras HTTP/1.1", "GET /%zz HTTP/1.1"]),
+    st.text(min_size=0, max_size=80).map(lambda t: t.replace("\n", " ")),
+)
+_HEADERS = st.lists(
+    st.one_of(
+        st.sampled_from(["Host: x", "Authorization: Bearer", "Cookie: edgecam_session=", "Content-Length: 99"]),
+        st.text(max_size=60).map(lambda t: t.replace("\n", " ")),
+    ),
+    max_size=5,
+)
+
+
+@given(line=_LINES, headers=_HEADERS, token=st.booleans())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_request_head_gets_an_http_answer_and_no_error(prop_servers, line, headers, token):
+    """Arbitrary request lines and headers: an HTTP status line (or a plain close), never an exception logged."""
+    srv = prop_servers[token]
+    head = "\r\n".join([line, *headers]).encode("utf-8", "surrogatepass") + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    http09_error = b"<title>Error response</title>" in answer  # a one-word request line is HTTP/0.9: no status line
+    assert answer == b"" or answer.startswith(b"HTTP/1.") or http09_error, answer[:80]
+    if token and answer and b" 401 " not in answer[:20]:
+        assert not line.startswith("GET /api") and not line.startswith("GET /metrics")  # never without the token
+
+
+@pytest.fixture(scope="module")
+def prop_servers():
+    """One open and one token-guarded server for every example; the log is checked for errors at the end."""
+    handler = _Collect()
+    logging.getLogger("edgecam.runtime.sinks").addHandler(handler)
+    registry = make_registry(1)
+    registry.camera("cam0").set_jpeg(b"\xff\xd8\xff\xd9")
+    with HttpServer(registry, Telemetry()) as open_, HttpServer(registry, Telemetry(), token=TOKEN) as guarded:
+        yield {False: open_, True: guarded}
+    logging.getLogger("edgecam.runtime.sinks").removeHandler(handler)
+    assert not handler.errors, handler.errors[:3]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.errors.append(record.getMessage())
+
+
+@given(
+    http=st.dictionaries(
+        st.sampled_from(["host", "port", "token_env", "timeout", "other"]),
+        st.one_of(st.none(), st.booleans(), st.integers(-10, 70000), st.floats(), st.text(max_size=20)),
+        max_size=4,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_any_http_section_is_a_config_or_an_edgecam_error(http):
+    try:
+        config = HttpConfig.model_validate(http)
+    except ValidationError as exc:
+        error = model_error(exc, "cameras.yaml", "http")
+        assert str(error).startswith("cameras.yaml: http.") and error.fix
+    else:
+        assert 0 <= config.port <= 65535 and config.timeout > 0
+        assert config.token() is not None or is_loopback(config.host)
