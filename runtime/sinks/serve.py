@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import resource
 import selectors
 import socket
 import threading
@@ -65,6 +66,10 @@ class BoundedServer:
         backlog: int = 256,
     ) -> None:
         self.handler, self.host, self.port = handler, host, port
+        # Waiting sockets are capped by the fd limit too (a device's is often 1024): half of it stays for the rest.
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if fd_limit != resource.RLIM_INFINITY and fd_limit > 0:
+            max_waiting = max(1, min(max_waiting, fd_limit // 2))
         self.workers, self.timeout, self.max_waiting, self.backlog = workers, timeout, max_waiting, backlog
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -73,6 +78,7 @@ class BoundedServer:
         self._lock = threading.Lock()
         self._active: set[socket.socket] = set()  # handed to a worker, queued or running
         self.refused = 0  # connections closed at once because too many were waiting or queued
+        self._warned = -1e9
 
     @property
     def active(self) -> int:
@@ -119,6 +125,10 @@ class BoundedServer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        with self._lock:
+            left, self._active = list(self._active), set()
+        for conn in left:  # queued, never served: cancelled above
+            _close(conn)
 
     # --- the waiting thread -----------------------------------------------------------------------------------
 
@@ -156,7 +166,11 @@ class BoundedServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and the like: the connection stays in the backlog for later
-                log.warning("http: cannot accept a connection: %s", exc)
+                now = time.monotonic()
+                if now - self._warned > 10:  # once in a while, not once per loop
+                    log.warning("http: cannot accept connections: %s", exc)
+                    self._warned = now
+                time.sleep(0.05)  # the listener stays readable: do not spin
                 return
             if len(selector.get_map()) > self.max_waiting:
                 self.refused += 1

@@ -452,3 +452,39 @@ def test_any_http_section_is_a_config_or_an_edgecam_error(http):
     else:
         assert 0 <= config.port <= 65535 and config.timeout > 0
         assert config.token() is not None or is_loopback(config.host)
+
+
+# --- the connection server's own limits -------------------------------------------------------------------------
+
+
+def test_waiting_connections_are_capped_and_the_extra_ones_told_busy():
+    server = serve.BoundedServer(lambda conn, head, address: None, "127.0.0.1", 0, workers=1, max_waiting=10)
+    server.start()
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(15)]
+    try:
+        assert wait_until(lambda: server.refused >= 5, timeout=5)
+        answers = []
+        for s in socks[10:]:
+            answers.append(s.recv(64))
+        assert all(a.startswith(b"HTTP/1.1 503") for a in answers)
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
+
+
+def test_stop_closes_connections_still_queued_for_a_worker():
+    release = threading.Event()
+    server = serve.BoundedServer(lambda conn, head, address: release.wait(10), "127.0.0.1", 0, workers=1)
+    server.start()
+    fds_before = fds()
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(5)]
+    for s in socks:
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    assert wait_until(lambda: server.active == 5, timeout=5)  # one served (blocked), four queued
+    threading.Timer(0.5, release.set).start()
+    server.stop()
+    assert all(s.recv(64) == b"" for s in socks)  # every one closed, the queued ones too
+    for s in socks:
+        s.close()
+    assert server.active == 0 and fds() <= fds_before
