@@ -3,8 +3,8 @@
 Why not the stdlib `ThreadingHTTPServer`: it has a listen backlog of 5 (a burst of Prometheus scrapes times out in
 SYN retries), a thread per connection with no cap and no timeout (500 half-open sockets held 510 threads until the
 clients left), and it prints a traceback for every client that resets. Why not a dependency such as cheroot: it would
-need the handlers rewritten as WSGI, and its workers still block on a client that sends half a request; the rules
-here fit in one small file.
+need the handlers rewritten as WSGI, and it hands a connection to a worker once its first bytes arrive, so a client
+sending half a request still holds a worker for the timeout; the rules here fit in one small file.
 
 How it works:
 - one thread (`edgecam-http`) accepts (backlog 256) and reads each connection's request head without blocking, in a
