@@ -372,7 +372,15 @@ class MultiCameraRunner:
 
                 self.telemetry = Telemetry()
                 http = self.config.http
-                self.http = HttpServer(self.registry, self.telemetry, http.host, http.port).start()
+                self.http = HttpServer(
+                    self.registry,
+                    self.telemetry,
+                    http.host,
+                    http.port,
+                    token=http.token(),
+                    timeout=http.timeout,
+                    origin=self.config.path,
+                ).start()
                 self._closers.append(self.http.stop)
             for c in self.config.cameras:
                 engine = self._engine(c.bundle, c.backend, c.variant, c.conf, c.iou)

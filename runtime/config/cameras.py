@@ -6,6 +6,8 @@ need the disk and turns validation errors into one-line `EdgecamError`s.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +35,7 @@ from edgecam.runtime.config.scenarios import (
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
 from edgecam.runtime.redact import mask_url
+from edgecam.runtime.sinks.auth import MIN_TOKEN, TOKEN_ENV, is_loopback
 from edgecam.runtime.sources import is_live
 
 MAX_RESOLUTION = 8192  # pixels per side a camera can be resized to
@@ -301,10 +304,60 @@ class MqttConfig(StrictModel):
 
 
 class HttpConfig(StrictModel):
-    """The live view, `/api` and Prometheus `/metrics`."""
+    """The live view, `/api` and Prometheus `/metrics`.
 
-    host: str = Field("127.0.0.1", min_length=1, description="address to bind; 0.0.0.0 for every interface")
+    The token is read from the environment, never from this file (which is often shared or kept in git), as Frigate
+    takes its secrets from `FRIGATE_*` variables. Loopback binds need none; once set, it is required on every bind.
+    """
+
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="address to bind; 0.0.0.0 for every interface (any address but loopback needs the token)",
+    )
     port: Int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    token_env: str = Field(
+        TOKEN_ENV,
+        description=(
+            "environment variable holding the access token (at least 16 characters). When set, every path but "
+            "/health needs `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`), "
+            "`?token=<token>` on the URL, or the browser session that opening /?token=<token> starts"
+        ),
+    )
+    timeout: Float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="seconds a client may take to send its request (then it is closed), and to take an answer",
+    )
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise fail(f"got {value!r}", f"use the name of an environment variable, e.g. {TOKEN_ENV}")
+        return value
+
+    @model_validator(mode="after")
+    def _token_checks(self) -> HttpConfig:
+        token = self.token()
+        if token is not None and len(token) < MIN_TOKEN:
+            raise fail(
+                f"${self.token_env} is {len(token)} characters long",
+                f"use at least {MIN_TOKEN}, e.g. `export {self.token_env}=$(openssl rand -hex 24)`",
+                key="token_env",
+            )
+        if token is None and not is_loopback(self.host):
+            raise fail(
+                f"{self.host} is reachable from the network and ${self.token_env} is not set",
+                f"export {self.token_env}=$(openssl rand -hex 24) before starting, or bind 127.0.0.1",
+                key="host",
+            )
+        return self
+
+    def token(self) -> str | None:
+        """The token from the environment; None when unset or empty. Never stored in the model or printed."""
+        return os.environ.get(self.token_env) or None
 
 
 class EngineConfig(StrictModel):
