@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -145,10 +146,10 @@ def detect_bundle(tmp_path_factory) -> Path:
     return build_tiny_detect_bundle(tmp_path_factory.mktemp("detect") / "tiny")
 
 
-def write_config(folder: Path, bundle: Path, mqtt: dict, frames: int = N_FRAMES) -> Path:
+def write_config(folder: Path, bundle: Path, mqtt: dict, frames: int = N_FRAMES, **camera) -> Path:
     write_video(folder / "door.mp4", "red", n=frames)
     zone = {"zones": [{"name": "all", "polygon": WHOLE_FRAME}], "cooldown_seconds": 0, "min_track_hits": 2}
-    cam = {"name": "door", "source": "door.mp4", "bundle": str(bundle), "scenario": "security"}
+    cam = {"name": "door", "source": "door.mp4", "bundle": str(bundle), "scenario": "security", **camera}
     cam["scenario_config"] = zone
     path = folder / "cameras.yaml"
     path.write_text(yaml.safe_dump({"cameras": [cam], "mqtt": {"host": "127.0.0.1", **mqtt}}, sort_keys=False))
@@ -274,6 +275,32 @@ def test_cli_run_with_a_wrong_password_warns_once_and_keeps_running(password_bro
     _, stderr = _run_cli(config, "wrong-" + SECRET, 40)
     lines = [line for line in stderr.splitlines() if "MQTT" in line]
     assert len(lines) == 1 and "refused the login" in lines[0], stderr
+
+
+def test_sigint_publishes_offline_retained_before_the_run_ends(password_broker, detect_bundle, tmp_path):
+    """Ctrl-C (or a supervisor's SIGINT) goes through `MqttSink.close()`: the camera's availability says offline,
+    retained. Only a clean close sends that one (the last will covers `edgecam/availability` alone)."""
+    login = {"port": password_broker.secure, "username": "edgecam", "password_env": PASSWORD_VAR}
+    config = write_config(tmp_path, detect_bundle, login, frames=100, max_fps=5)  # 20 s of paced frames
+    listener = Listener(password_broker.port, ["edgecam/#"])
+    cmd = [sys.executable, "-m", "edgecam.cli", "run", "--config", str(config), "--json"]
+    env = {**os.environ, PASSWORD_VAR: SECRET}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        listener.wait("edgecam/door/availability", "online", timeout=30)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        listener.close()
+    assert proc.returncode == 0 and json.loads(stdout)["interrupted"], stderr
+    assert SECRET not in stdout + stderr
+    late = Listener(password_broker.port, ["edgecam/#"])
+    try:
+        assert late.wait("edgecam/door/availability", "offline").retain
+        assert late.wait("edgecam/availability", "offline").retain
+    finally:
+        late.close()
 
 
 # --- TLS --------------------------------------------------------------------------------------------------------
