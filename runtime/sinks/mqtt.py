@@ -12,9 +12,9 @@ retrying in the background (`loop_start` + `reconnect_delay_set`). QoS>0 message
 queue, bounded by `max_queued`; QoS 0 messages published while disconnected are dropped (that is what QoS 0 means).
 
 Retries while the broker is away are one TCP connect every `reconnect_max_delay` (1.5 s) at most, for as long as it
-takes: cheap for a device even over hours, and the queue is delivered within that delay of the broker's return (paho's
-default backoff grows to minutes, and a 20 s outage used to cost 11 s more). A broker that refuses the login is not
-an outage: it is retried every `AUTH_RETRY` seconds, so wrong credentials do not fill the broker's log.
+takes: cheap for a device even over hours, and the queue is delivered within that delay of the broker's return (a
+doubling backoff capped at 30 s made a 20 s outage cost 11 s more). A broker that refuses the login is not an
+outage: it is retried every `AUTH_RETRY` seconds, so wrong credentials do not fill the broker's log.
 
 Login and TLS: `username` / `password` (the password is never logged), `tls=True` with `ca_certs` to verify the
 broker (None: the system's CAs) and `certfile` + `keyfile` for a client certificate.
