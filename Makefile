@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Real components the tests start on loopback: an MQTT broker, an ffmpeg stream server, headless Chromium.
-SYSTEM_BINS := mosquitto ffmpeg chromium
+SYSTEM_BINS := mosquitto ffmpeg chromium openssl
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINS); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing$$missing (used by the stream, MQTT and live-view tests)"; \
+	    echo "installing$$missing (used by the stream, MQTT, MQTT-TLS and live-view tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "warning: missing$$missing: the tests that need them will skip (install them, or run as root)"; \

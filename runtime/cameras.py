@@ -362,7 +362,19 @@ class MultiCameraRunner:
                 from edgecam.runtime.sinks.mqtt import MqttSink
 
                 m = self.config.mqtt
-                mqtt = MqttSink(host=m.host, port=m.port, prefix=m.prefix, qos=m.qos).start()
+                tls = m.tls
+                mqtt = MqttSink(
+                    host=m.host,
+                    port=m.port,
+                    prefix=m.prefix,
+                    qos=m.qos,
+                    username=m.username,
+                    password=m.password(),  # from the environment, here and nowhere else
+                    tls=tls is not None,
+                    ca_certs=tls.ca if tls else None,
+                    certfile=tls.cert if tls else None,
+                    keyfile=tls.key if tls else None,
+                ).start()
                 mqtt.wait_connected(2.0)  # a moment for the broker, so the first events are not only queued
                 self._closers.append(mqtt.close)
                 sinks.append(mqtt)

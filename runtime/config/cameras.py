@@ -32,6 +32,7 @@ from edgecam.runtime.config.scenarios import (
     ScenarioSettings,
     SecuritySettings,
 )
+from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
 from edgecam.runtime.redact import mask_url
@@ -287,19 +288,66 @@ class NoScenarioCamera(CameraConfig):
 AnyCamera = Annotated[SecurityCamera | RetailCamera | NoScenarioCamera, Field(discriminator="scenario")]
 
 
+class MqttTlsSettings(StrictModel):
+    """TLS to the broker: `ca` alone verifies the broker; `cert` with `key` also presents a client certificate."""
+
+    ca: Path | None = Field(None, description="CA certificate (PEM) to verify the broker with; null: the system's CAs")
+    cert: Path | None = Field(None, description="client certificate (PEM), for brokers that require one; needs `key`")
+    key: Path | None = Field(None, description="the client certificate's private key (PEM, unencrypted)")
+
+    @field_validator("ca", "cert", "key")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolve(value, info.context)  # their existence is checked by the loader (it reads the disk)
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTlsSettings:
+        if (self.cert is None) != (self.key is None):
+            missing = "key" if self.key is None else "cert"
+            raise fail("missing", "a client certificate needs both `cert` and `key`", key=missing)
+        return self
+
+
 class MqttConfig(StrictModel):
     """Events and state to an MQTT broker under `<prefix>/<camera>/...`."""
 
     host: str = Field(min_length=1, description="the broker's host name or address")
-    port: Int = Field(1883, ge=1, le=65535, description="the broker's TCP port")
+    port: Int = Field(1883, ge=1, le=65535, description="the broker's TCP port (usually 8883 with `tls`)")
     prefix: str = Field("edgecam", min_length=1, description="topic prefix (no wildcards)")
     qos: Int = Field(1, ge=0, le=2, description="MQTT quality of service: 0, 1 or 2")
+    username: str | None = Field(None, min_length=1, description="user name for brokers that require a login")
+    password_env: str | None = Field(
+        None,
+        min_length=1,
+        description="name of the environment variable holding the password (never the password itself); "
+        "needs `username`",
+    )
+    tls: MqttTlsSettings | None = Field(None, description="connect with TLS; null: plain TCP")
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         if "#" in value or "+" in value:
             raise fail(f"got {value!r}", "use a topic prefix without wildcards, e.g. edgecam")
+        return value
+
+    @model_validator(mode="after")
+    def _login(self) -> MqttConfig:
+        if self.password_env is not None and self.username is None:
+            raise fail("a password needs a user name", "add `username:` or remove `password_env:`", key="username")
+        return self
+
+    def password(self) -> str | None:
+        """The password from the environment variable `password_env`, read when needed and never stored here, so
+        no dump of the configuration can carry it. The loader checks at load time that the variable is set."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise EdgecamError(
+                f"mqtt.password_env: environment variable {self.password_env} is not set",
+                fix=f"export {self.password_env}=... before starting edgecam (or unset password_env)",
+            )
         return value
 
 

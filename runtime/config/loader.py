@@ -7,6 +7,7 @@ with the bundle's classes. Either way a mistake is one line naming the file, the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from edgecam.runtime.bundle import load_bundle
 from edgecam.runtime.config.base import NAME, describe, first_error, key_path
-from edgecam.runtime.config.cameras import CameraConfig, RuntimeConfig
+from edgecam.runtime.config.cameras import CameraConfig, MqttConfig, RuntimeConfig
 from edgecam.runtime.config.scenarios import SCENARIO_SETTINGS
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.redact import mask_text
@@ -83,6 +84,8 @@ def parse_runtime_config(data: Any, origin: str | Path, base_dir: Path) -> Runti
             )
         seen.add(cam.name)
         _check_camera(cam, origin)
+    if config.mqtt is not None:
+        _check_mqtt(config.mqtt, origin)
     outputs = [p for c in config.cameras for p in (c.sinks.video, c.sinks.jsonl, c.sinks.snapshots) if p is not None]
     clash = next((p for p in outputs if outputs.count(p) > 1), None)
     if clash is not None:
@@ -120,6 +123,26 @@ def _check_camera(cam: CameraConfig, origin: str | Path) -> None:
             ByteTracker(**cam.tracker)
         except EdgecamError as exc:
             raise _wrap(origin, cam.name, "tracker", exc) from None
+
+
+def _check_mqtt(mqtt: MqttConfig, origin: str | Path) -> None:
+    """The password's environment variable is set and the TLS files exist: a device must not start and only then
+    find out it cannot log in. The message names the variable, never its value."""
+    if mqtt.password_env is not None and os.environ.get(mqtt.password_env) is None:
+        raise _error(
+            origin,
+            None,
+            "mqtt.password_env",
+            f"environment variable {mqtt.password_env} is not set",
+            f"export {mqtt.password_env}=... in the service's environment (the password stays out of the YAML)",
+        )
+    if mqtt.tls is not None:
+        for key in ("ca", "cert", "key"):
+            path = getattr(mqtt.tls, key)
+            if path is not None and not path.is_file():
+                raise _error(
+                    origin, None, f"mqtt.tls.{key}", f"{path} not found", "check the path (relative to the YAML file)"
+                )
 
 
 def load_cameras_config(path: str | Path) -> RuntimeConfig:

@@ -10,6 +10,14 @@ Topics (prefix "edgecam" by default):
 The broker is infrastructure the camera must outlive: an unreachable broker at start logs one warning and paho keeps
 retrying in the background (`loop_start` + `reconnect_delay_set`). QoS>0 messages published meanwhile wait in paho's
 queue, bounded by `max_queued`; QoS 0 messages published while disconnected are dropped (that is what QoS 0 means).
+
+Retries while the broker is away are one TCP connect every `reconnect_max_delay` (1.5 s) at most, for as long as it
+takes: cheap for a device even over hours, and the queue is delivered within that delay of the broker's return (a
+doubling backoff capped at 30 s made a 20 s outage cost 11 s more). A broker that refuses the login is not an
+outage: it is retried every `AUTH_RETRY` seconds, so wrong credentials do not fill the broker's log.
+
+Login and TLS: `username` / `password` (the password is never logged), `tls=True` with `ca_certs` to verify the
+broker (None: the system's CAs) and `certfile` + `keyfile` for a client certificate.
 """
 
 from __future__ import annotations
@@ -19,17 +27,23 @@ import logging
 import os
 import re
 import socket
+import ssl
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.types import Event
 
 log = logging.getLogger(__name__)
 
 _TOPIC_UNSAFE = re.compile(r"[/+#\x00]")
+AUTH_RETRY = 30  # seconds between attempts while the broker refuses the login (bad credentials, not authorised)
+_LOGIN_REFUSED = {134, 135, 140}  # MQTT 5 reason codes; paho maps 3.1.1's return codes 4 and 5 onto 134 and 135
 
 
 def topic_name(camera: str) -> str:
@@ -51,8 +65,12 @@ class MqttSink:
         password: str | None = None,
         keepalive: int = 30,
         max_queued: int = 1000,
-        reconnect_min_delay: int = 1,
-        reconnect_max_delay: int = 30,
+        reconnect_min_delay: float = 0.5,
+        reconnect_max_delay: float = 1.5,
+        tls: bool = False,
+        ca_certs: str | Path | None = None,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
     ) -> None:
         if qos not in (0, 1, 2):
             raise ValueError(f"MQTT qos must be 0, 1 or 2, got {qos}")
@@ -68,6 +86,16 @@ class MqttSink:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
         if username is not None:
             self._client.username_pw_set(username, password)
+        if tls:
+            files = [str(f) if f is not None else None for f in (ca_certs, certfile, keyfile)]
+            try:
+                self._client.tls_set(ca_certs=files[0], certfile=files[1], keyfile=files[2])
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM, a wrong key
+                given = ", ".join(f for f in files if f) or "the system's CAs"
+                raise EdgecamError(
+                    f"MQTT TLS: cannot load {given}: {exc}", fix="give PEM files: the CA, a certificate and its key"
+                ) from None
+        self._retry = (reconnect_min_delay, reconnect_max_delay)
         self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
         self._client.reconnect_delay_set(min_delay=reconnect_min_delay, max_delay=reconnect_max_delay)
         self._client.max_queued_messages_set(max_queued)
@@ -158,9 +186,17 @@ class MqttSink:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            self._warn(f"MQTT broker {self.host}:{self.port} refused the connection: {reason_code}")
+            if reason_code.value in _LOGIN_REFUSED:
+                client.reconnect_delay_set(AUTH_RETRY, AUTH_RETRY)
+                self._warn(
+                    f"MQTT broker {self.host}:{self.port} refused the login: {reason_code} (check mqtt.username and "
+                    f"the password variable); retrying every {AUTH_RETRY} s"
+                )
+            else:
+                self._warn(f"MQTT broker {self.host}:{self.port} refused the connection: {reason_code}")
             return
         log.info("MQTT connected to %s:%s", self.host, self.port)
+        client.reconnect_delay_set(*self._retry)
         self._warned = False
         client.publish(self.availability_topic, "online", qos=1, retain=True)
         with self._lock:
@@ -170,7 +206,11 @@ class MqttSink:
         self._connected.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._warn(f"MQTT broker {self.host}:{self.port} unreachable; retrying in the background")
+        # paho calls this from inside its `except OSError:`, so the reason (refused, no route, TLS) is still at hand
+        exc = sys.exc_info()[1]
+        kind = "TLS handshake failed" if isinstance(exc, ssl.SSLError) else "unreachable"
+        reason = f" ({exc})" if exc is not None else ""
+        self._warn(f"MQTT broker {self.host}:{self.port} {kind}{reason}; retrying in the background")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._connected.clear()
