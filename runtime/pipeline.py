@@ -39,6 +39,8 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    inference_errors: int = 0  # frames dropped because their inference failed
+    nonfinite: int = 0  # frames whose model output held NaN or inf (never written as NaN)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +62,8 @@ class RunSummary:
             lines.append("labels   " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items()))
         if self.outputs:
             lines.append("outputs  " + ", ".join(f"{k} {v}" for k, v in self.outputs.items()))
+        if self.inference_errors or self.nonfinite:
+            lines.append(f"failed   {self.inference_errors} inferences, {self.nonfinite} with NaN / inf outputs")
         return "\n".join(lines)
 
 
@@ -137,4 +141,6 @@ def run(
         outputs=done["outputs"],
         label_counts=done["labels"],
         interrupted=multi.interrupted,
+        inference_errors=done["inference_errors"],
+        nonfinite=done["nonfinite"],
     )
