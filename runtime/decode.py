@@ -311,7 +311,10 @@ def decode_detections_counted(
     dropped = int(np.count_nonzero(np.isnan(best)))  # any NaN logit makes the row's maximum NaN
     # Threshold in logit space (sigmoid is monotonic) with a little slack; the exact test follows on few rows.
     candidates = np.flatnonzero(best > _logit(conf) - 1e-4)
-    scores = best[candidates].astype(np.float32)  # sigmoid in float32, in place: 1 / (1 + exp(-clip(x, -50, 50)))
+    scores = best[candidates]
+    if scores.dtype != np.float32:  # clipped before the cast: a float64 beyond float32's range would warn
+        scores = np.clip(scores, -50, 50)
+    scores = scores.astype(np.float32)  # sigmoid in float32, in place: 1 / (1 + exp(-clip(x, -50, 50)))
     np.maximum(scores, -50, out=scores)
     np.minimum(scores, 50, out=scores)
     np.negative(scores, out=scores)
