@@ -133,7 +133,8 @@ class Bundle:
 
     def check_variant_files(self, variant: Variant) -> None:
         """The sha256 of every file of `variant` against the manifest, before an engine reads them: a changed or
-        corrupt model never runs. Cheap at bundle sizes (see BENCHMARKS.md); raises EdgecamError naming the file."""
+        corrupt model never runs. Cheap at bundle sizes: 5 ms for the 3.9 MB FP32 detector of bench-real (~750 MB/s,
+        warm cache) against 20-110 ms for the engine's own load. Raises EdgecamError naming the file."""
         if variant.file not in variant.files:
             raise EdgecamError(
                 f"variant {variant.name!r}: its model file {variant.file} has no checksum in 'files'",
