@@ -32,6 +32,8 @@ from edgecam.runtime.types import Detections
 DRIFT_FIX = "the model no longer gives its exported output: re-copy the bundle or re-export it"
 MISFIT = "output does not fit the manifest"  # a run's problem that starts so: class_names do not describe the model
 MISFIT_FIX = "re-export the bundle: its class_names / detect entry do not describe this model"
+NONFINITE = "the model outputs NaN or inf"
+NONFINITE_FIX = "the model is broken (trained to NaN, or a damaged export): re-export a good checkpoint"
 UNSEALED_NOTE = (
     f"{MANIFEST} has no {DIGEST_KEY} (written by an earlier edgecam): the manifest itself is not covered by a "
     "checksum, only the files it lists (re-export to add it)"
@@ -210,12 +212,16 @@ def _infer(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return f"cannot run: {first}"
     problem = output_problem(bundle, output.shape, len(batch))
-    return f"{MISFIT}: {problem}" if problem else output
+    if problem:
+        return f"{MISFIT}: {problem}"
+    if not np.isfinite(output).all():  # a model trained to NaN, or damaged with its checksums redone
+        return f"{NONFINITE}: {int(np.count_nonzero(~np.isfinite(output)))} of {output.size} values"
+    return output
 
 
 def _probe(report: VerifyReport, bundle: Bundle, pairs: list[tuple[Variant, str]], threads: int, skip: bool) -> None:
     """Without golden frames: one blank image through each intact variant, so a manifest whose class_names do
-    not fit the model still fails (its checksums alone would pass)."""
+    not fit the model, or a model that outputs NaN, still fails (its checksums alone would pass)."""
     blank = np.zeros((1, *bundle.preprocess.input_shape), np.float32)
     for var, name in pairs:
         if any(report.files.get(rel) != "ok" for rel in var.files):
@@ -230,6 +236,8 @@ def _probe(report: VerifyReport, bundle: Bundle, pairs: list[tuple[Variant, str]
 def _fix(problem: str) -> str:
     if problem.startswith("cannot run"):
         return "check that this backend can read the model"
+    if problem.startswith(NONFINITE):
+        return NONFINITE_FIX
     return MISFIT_FIX if problem.startswith(MISFIT) else DRIFT_FIX
 
 

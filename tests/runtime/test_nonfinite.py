@@ -12,10 +12,12 @@ import pytest
 
 from edgecam.runtime.bundle import MANIFEST, load_bundle, sha256_file, write_manifest
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.golden import compare_classify, default_tolerance
 from edgecam.runtime.model import Model
 from edgecam.runtime.pipeline import run
 from edgecam.runtime.sinks.jsonl import JsonlSink
 from edgecam.runtime.types import Classification, Detections, Frame
+from edgecam.runtime.verify import verify_bundle
 from tests.runtime.conftest import solid
 from tests.runtime.detect_fixtures import (
     CLASS_NAMES,
@@ -128,3 +130,30 @@ def test_jsonl_sink_refuses_nan_and_keeps_writing(tmp_path):
     lines = strict_lines(path)
     assert sink.rejected == 2 and sink.lines == 1 and len(lines) == 1
     assert lines[0]["results"][0][0]["label"] == CLASS_NAMES[1]
+
+
+def test_verify_fails_a_model_that_outputs_nan_without_golden_frames(bundle_copy):
+    assert verify_bundle(bundle_copy, threads=1).passed
+    retrain(bundle_copy, "W", nan_weights)
+    report = verify_bundle(bundle_copy, threads=1)
+    assert set(report.files.values()) == {"ok"} and not report.passed
+    assert len(report.problems) == 4, report.problems  # onnx-fp32 on three engines, openvino-fp32 on OpenVINO
+    assert all("NaN or inf" in p and "re-export a good checkpoint" in p for p in report.problems)
+
+
+def test_verify_fails_a_model_that_outputs_nan_on_its_golden_frames(tmp_path):
+    from tests.runtime.conftest import build_tiny_bundle
+    from tests.runtime.test_verify import add_golden, golden_images
+
+    root = build_tiny_bundle(tmp_path / "tiny")
+    add_golden(root, golden_images())
+    retrain(root, "W", nan_weights)
+    report = verify_bundle(root, backend="onnxruntime", threads=1)
+    assert len(report.problems) == 1 and "NaN or inf" in report.problems[0], report.problems
+
+
+def test_a_nan_output_never_agrees_with_its_reference():
+    """Golden frames that all show class 0: argmax of NaN is 0 too, so only the probabilities can tell."""
+    reference = np.array([[3.0, 0.0, 0.0]] * 4, np.float32)
+    result = compare_classify(reference, np.full_like(reference, np.nan), default_tolerance("classify", "fp32"))
+    assert not result.passed and "max |Δ prob|" in result.problems[0]
