@@ -286,3 +286,27 @@ def test_empty_class_names_are_refused(bundle_copy):
     sealed_edit(bundle_copy, lambda m: m.update(class_names=[]))
     with pytest.raises(EdgecamError, match="class_names is empty"):
         load_bundle(bundle_copy)
+
+
+# ---------------------------------------------------------------- what the command line shows
+@pytest.mark.parametrize(
+    ("damage", "command", "expected"),
+    [
+        (lambda r: hand_edit(r, lambda m: m.update(class_names=["blue"])), "run", "was changed after export"),
+        (lambda r: sealed_edit(r, _variant_file("../../../../etc/passwd")), "run", "leads outside the bundle"),
+        (lambda r: sealed_edit(r, lambda m: m.update(class_names=["blue"])), "run", "manifest names 1 classes"),
+        (lambda r: sealed_edit(r, lambda m: m.update(class_names=["blue"])), "verify", "manifest names 1 classes"),
+        (lambda r: sealed_edit(r, lambda m: m["preprocess"].update(height=100000)), "run", "preprocess.height"),
+    ],
+)
+def test_the_cli_gives_one_line_and_exit_2(bundle_copy, synthetic_video, damage, command, expected):
+    import subprocess
+    import sys
+
+    damage(bundle_copy)
+    args = [str(bundle_copy), "--source", str(synthetic_video.path)] if command == "run" else [str(bundle_copy)]
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecam", command, *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and expected in result.stderr, result.stderr
