@@ -164,6 +164,8 @@ def outputs(draw: st.DrawFn) -> np.ndarray:
     letterbox=st.booleans(),
 )
 def test_any_detector_output_decodes_to_finite_boxes_or_an_edgecam_error(preds, conf, iou, frame, letterbox):
+    """The model's output is what varies: the settings (strides, thresholds) are checked when the bundle loads
+    (`detect_settings`), and a bad one there is a programming error (ValueError), as test_decode.py shows."""
     height, width = frame
     box = resize_image(np.zeros((height, width, 3), np.uint8), PreprocessSpec.square(SIZE, resize="letterbox"))[1]
     try:

@@ -157,3 +157,12 @@ def test_a_nan_output_never_agrees_with_its_reference():
     reference = np.array([[3.0, 0.0, 0.0]] * 4, np.float32)
     result = compare_classify(reference, np.full_like(reference, np.nan), default_tolerance("classify", "fp32"))
     assert not result.passed and "max |Δ prob|" in result.problems[0]
+
+
+def test_the_count_is_a_prometheus_counter():
+    from edgecam.runtime.telemetry import Telemetry
+
+    telemetry = Telemetry()
+    telemetry.record("cam", {"nonfinite": 3})
+    telemetry.record("cam", {"nonfinite": 5})
+    assert 'edgecam_nonfinite_outputs_total{camera="cam"} 5.0' in telemetry.exposition().decode()
