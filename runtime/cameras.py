@@ -245,6 +245,7 @@ class CameraRunner:
             "corrupt": src.corrupt if src else 0,
             "reconnects": src.reconnects if src else 0,
             "inference_errors": self.inference_errors,
+            "nonfinite": self.processor.nonfinite,
             "frame_age_ms": {**percentiles(self.ages, digits=2), "last": last},
             "queue_depth": self.engine.queue_depth,
             "motion_skipped": self.processor.gate.skipped if self.processor.gate is not None else 0,
@@ -284,7 +285,10 @@ class CameraRunner:
             "frames_in": stats["frames_in"],
             "fps_in": round(stats["frames_in"] / seconds, 2),
             "fps_out": round(self.frames_out / seconds, 2),
-            **{k: stats[k] for k in ("frame_age_ms", "dropped", "reconnects", "motion_skipped", "inference_errors")},
+            **{
+                k: stats[k]
+                for k in ("frame_age_ms", "dropped", "reconnects", "motion_skipped", "inference_errors", "nonfinite")
+            },
             "events": events,
             "labels": dict(self.processor.labels.most_common()),
             "stages": stats["stages"],

@@ -262,11 +262,43 @@ def decode_detections(
 
     Boxes are in original-frame pixels when `letterbox` is given (clipped to `orig_size` = (width, height)),
     else in model-input pixels clipped to `orig_size` or the input. Only anchors whose best class passes `conf`
-    are decoded, so the cost follows the number of candidates, not of anchors.
+    are decoded, so the cost follows the number of candidates, not of anchors. Anchors with NaN or inf in their
+    row never give a box (`decode_detections_counted` also says how many there were).
     """
+    detections, _ = decode_detections_counted(
+        preds, strides, input_hw, conf, iou, max_det, letterbox, orig_size, pre_nms_topk, class_agnostic
+    )
+    return detections
+
+
+def _as_float(preds: np.ndarray) -> np.ndarray:
+    """float32 / float64 as they are; any other dtype (float16, integers) as float32; non-numbers are an error."""
+    preds = np.asarray(preds)
+    if preds.dtype in (np.float32, np.float64):
+        return preds
+    if preds.dtype.kind not in "fiub":
+        raise EdgecamError(f"detector output has dtype {preds.dtype}, not a number", fix="re-export the model")
+    return preds.astype(np.float32)
+
+
+def decode_detections_counted(
+    preds: np.ndarray,
+    strides: Sequence[int],
+    input_hw: tuple[int, int],
+    conf: float = 0.25,
+    iou: float = 0.5,
+    max_det: int = 300,
+    letterbox: Letterbox | None = None,
+    orig_size: tuple[int, int] | None = None,
+    pre_nms_topk: int = 1000,
+    class_agnostic: bool = False,
+) -> tuple[Detections, int]:
+    """`decode_detections` and the number of anchors dropped for NaN / inf: a NaN class logit (the row's best
+    is then NaN, never a candidate) or a non-finite value in a candidate's row. Only candidates' rows are checked
+    in full, so the check costs one pass over the best logits, not over the whole output."""
     if not (0.0 <= conf <= 1.0 and 0.0 <= iou <= 1.0) or max_det < 1 or pre_nms_topk < 1:
         raise ValueError(f"need 0 <= conf, iou <= 1 and max_det, pre_nms_topk >= 1; got {conf}, {iou}, {max_det}")
-    preds = np.asarray(preds)
+    preds = _as_float(preds)
     points, point_strides = anchor_points(input_hw[0], input_hw[1], strides)
     if preds.ndim != 2 or preds.shape[0] != points.shape[0] or preds.shape[1] < 5:
         raise EdgecamError(
@@ -276,9 +308,13 @@ def decode_detections(
         )
     logits = preds[:, 4:]
     best = _best_logit(logits)
+    dropped = int(np.count_nonzero(np.isnan(best)))  # any NaN logit makes the row's maximum NaN
     # Threshold in logit space (sigmoid is monotonic) with a little slack; the exact test follows on few rows.
     candidates = np.flatnonzero(best > _logit(conf) - 1e-4)
-    scores = best[candidates].astype(np.float32)  # sigmoid in float32, in place: 1 / (1 + exp(-clip(x, -50, 50)))
+    scores = best[candidates]
+    if scores.dtype != np.float32:  # clipped before the cast: a float64 beyond float32's range would warn
+        scores = np.clip(scores, -50, 50)
+    scores = scores.astype(np.float32)  # sigmoid in float32, in place: 1 / (1 + exp(-clip(x, -50, 50)))
     np.maximum(scores, -50, out=scores)
     np.minimum(scores, 50, out=scores)
     np.negative(scores, out=scores)
@@ -288,12 +324,16 @@ def decode_detections(
     passing = scores > conf
     if not passing.all():
         candidates, scores = candidates[passing], scores[passing]
-    if not candidates.size:
-        return Detections.empty()
     if candidates.size > pre_nms_topk:
         top = np.argpartition(-scores, pre_nms_topk)[:pre_nms_topk]
         candidates, scores = candidates[top], scores[top]
     rows = preds[candidates]  # one gather of the few candidate rows, then views of it
+    finite = np.isfinite(rows).all(axis=1)  # an inf logit passes any threshold; NaN / inf box distances
+    if not finite.all():
+        dropped += int(np.count_nonzero(~finite))
+        candidates, scores, rows = candidates[finite], scores[finite], rows[finite]
+    if not candidates.size:
+        return Detections.empty(), dropped
     class_ids = rows[:, 4:].argmax(axis=1)
     boxes = decode_boxes(rows[:, :4], points[candidates], point_strides[candidates])
     groups = None if class_agnostic else class_ids
@@ -309,4 +349,4 @@ def decode_detections(
     visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # wholly in the padding or off-frame
     if not visible.all():
         boxes, scores, class_ids = boxes[visible], scores[visible], class_ids[visible]
-    return Detections(boxes, scores, class_ids)
+    return Detections(boxes, scores, class_ids), dropped

@@ -130,7 +130,7 @@ def compare_classify(
             f"top-1 class changed on {len(changed)} of {len(ref)} {what} frames {changed[:10].tolist()} "
             f"(agreement {agreement:.4f}, need >= {need_top1})"
         )
-    if max_prob_diff > allowed:
+    if not max_prob_diff <= allowed:  # NaN fails too: a NaN output never agrees with anything
         problems.append(f"max |Δ prob| {max_prob_diff:.2e} exceeds the tolerance {allowed:.0e}")
     return Comparison(metrics, problems)
 
@@ -201,7 +201,7 @@ def compare_detect(
             f"a {what} box moved: min IoU {min_iou:.3f}; {matched:.3f} of boxes at IoU >= {need_iou} "
             f"(need >= {need_matched})"
         )
-    if max_diff > allowed:
+    if not max_diff <= allowed:  # NaN fails too
         problems.append(f"max |Δ score| {max_diff:.3f} exceeds the tolerance {allowed}")
     return Comparison(metrics, problems)
 

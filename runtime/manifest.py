@@ -54,6 +54,12 @@ class Manifest(_Open):
     detect: Any = Field(None, description="detection bundles: box decoder and score / NMS thresholds")
     golden: Any = Field(None, description="reference frames and expected outputs for `edgecam verify`")
     edgecam_version: str | None = Field(None, description="the edgecam that wrote the bundle")
+    manifest_sha256: str | None = Field(
+        None,
+        description="sha256 of this manifest's canonical JSON (sorted keys, compact separators) without this key, "
+        "written by `write_manifest` and checked on every load; absent in bundles of earlier edgecam versions "
+        "(accepted, with a warning from `edgecam run` and a note from `edgecam verify`)",
+    )
 
 
 def parse_manifest(data: Any) -> Manifest:
@@ -85,4 +91,6 @@ def parse_manifest(data: Any) -> Manifest:
         raise EdgecamError(f"malformed manifest: {where}: {err['msg']}") from None
     if not manifest.variants:
         raise EdgecamError("bundle lists no model variants")
+    if not manifest.class_names:
+        raise EdgecamError("class_names is empty: the model's classes are unknown")
     return manifest

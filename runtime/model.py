@@ -14,8 +14,8 @@ import numpy as np
 
 from edgecam.runtime.backends import create_backend
 from edgecam.runtime.backends.base import PERFORMANCE_MODES, Backend
-from edgecam.runtime.bundle import Bundle, Variant, load_bundle
-from edgecam.runtime.decode import decode_detections
+from edgecam.runtime.bundle import Bundle, Variant, load_bundle, warn_unsealed
+from edgecam.runtime.decode import decode_detections_counted
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.postprocess import classifications
 from edgecam.runtime.preprocess import crop_roi, preprocess_batch
@@ -72,6 +72,29 @@ def detect_settings(bundle: Bundle, conf: float | None = None, iou: float | None
     return settings
 
 
+def output_problem(bundle: Bundle, shape: tuple[int, ...], batch: int) -> str | None:
+    """Why a model output of `shape` for `batch` images does not fit the manifest, or None when it fits: a
+    classifier gives one logit per class name, a detector (batch, anchors, 4 + classes) (see runtime/decode.py)."""
+    names = len(bundle.class_names)
+    shape = tuple(int(d) for d in shape)
+    if bundle.task == "classify":
+        logits = int(np.prod(shape[1:])) if len(shape) >= 2 else None
+        if len(shape) >= 2 and shape[0] == batch and logits == names:
+            return None
+        return (
+            f"the model gives {logits if logits is not None else 'no'} logits per image (output shape {list(shape)}) "
+            f"while the manifest names {names} classes"
+        )
+    spec, strides = bundle.preprocess, detect_settings(bundle).strides
+    expected = (batch, sum((spec.height // s) * (spec.width // s) for s in strides), 4 + names)
+    if shape == expected:
+        return None
+    return (
+        f"the model gives output shape {list(shape)}, while the manifest expects {list(expected)} ({names} class "
+        f"names, strides {list(strides)}, input {spec.height}x{spec.width})"
+    )
+
+
 @dataclass
 class Pending:
     """A batch on its way through the engine (`Model.start_*`), to be decoded by `Model.finish`: its `future`
@@ -121,12 +144,16 @@ class Model:
         self.task = self.bundle.task
         self.threads = threads or default_threads()
         if not shared:
+            warn_unsealed(self.bundle)
+            self.bundle.check_variant_files(self.variant)  # what the engine reads is what was exported
             path = self.bundle.path_of(self.variant)
             self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
+            self._check_output()
         self._infer = infer if infer is not None else self._engine_infer
         self._submit = submit
         self.overlap = False  # True: `start_*` returns while the engine runs (for a caller with work to overlap)
         self.times = StageTimes()
+        self.nonfinite = 0  # batches whose output held NaN or inf (a classifier's fail; a detector's lose the boxes)
 
     def view(
         self,
@@ -148,6 +175,21 @@ class Model:
             infer=infer,
             submit=submit,
         )
+
+    def _check_output(self) -> None:
+        """One blank image through the loaded engine: its output must fit the manifest's class names (a manifest
+        with a class cut off would otherwise run, and mislabel or fail on every frame)."""
+        path = self.bundle.path_of(self.variant)
+        try:
+            shape = np.shape(self._engine_infer(np.zeros((1, *self.spec.input_shape), np.float32)))
+        except EdgecamError:
+            raise
+        except Exception as exc:  # an engine's own error type, with a long native message
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EdgecamError(f"the model cannot run a test image: {first}", path=path, fix="re-export") from None
+        problem = output_problem(self.bundle, shape, 1)
+        if problem:
+            raise EdgecamError(problem, path=path, fix="re-export the bundle: its manifest does not describe the model")
 
     def _engine_infer(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.infer(batch)[0]
@@ -190,11 +232,17 @@ class Model:
         """Wait for a started batch and decode it: `infer` is timed from the end of preprocessing to the result."""
         out = pending.future.result() if pending.future is not None else pending.output
         t2 = time.perf_counter()
-        results = (
-            self._decode(out, pending)
-            if pending.sizes is not None
-            else classifications(out, self.class_names, pending.rois)
-        )
+        if pending.sizes is not None:
+            results = self._decode(out, pending)
+        else:
+            if not np.isfinite(out).all():  # a few logits: softmax would turn them into NaN scores
+                self.nonfinite += 1
+                raise EdgecamError(
+                    "the model's output holds NaN or inf: the frame is dropped",
+                    path=self.bundle.path_of(self.variant),
+                    fix="the model is broken (trained to NaN, or a damaged export): re-export a good checkpoint",
+                )
+            results = classifications(out, self.class_names, pending.rois)
         self.times.add("infer", t2 - pending.started)
         self.times.add("postprocess", time.perf_counter() - t2)
         return results
@@ -210,8 +258,8 @@ class Model:
                 path=self.bundle.path_of(self.variant),
                 fix="re-export the model: its output does not match the manifest's class names",
             )
-        return [
-            decode_detections(
+        decoded = [
+            decode_detections_counted(
                 p,
                 settings.strides,
                 (self.spec.height, self.spec.width),
@@ -223,6 +271,9 @@ class Model:
             )
             for p, box, size in zip(preds, pending.letterboxes, pending.sizes, strict=True)
         ]
+        if any(dropped for _, dropped in decoded):
+            self.nonfinite += 1
+        return [dets for dets, _ in decoded]
 
     # --- one call -------------------------------------------------------------------------------------------
     def classify(self, images: Sequence[np.ndarray], rois: list[ROI] | None = None) -> list[Classification]:

@@ -40,6 +40,8 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    inference_errors: int = 0  # frames dropped because their inference failed
+    nonfinite: int = 0  # frames whose model output held NaN or inf (never written as NaN)
     problems: list[str] = field(default_factory=list)  # why the run did not do its whole job (the exit code is 1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +64,8 @@ class RunSummary:
             lines.append("labels   " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items()))
         if self.outputs:
             lines.append("outputs  " + ", ".join(f"{k} {v}" for k, v in self.outputs.items()))
+        if self.inference_errors or self.nonfinite:
+            lines.append(f"failed   {self.inference_errors} inferences, {self.nonfinite} with NaN / inf outputs")
         lines.extend(f"PROBLEM  {p}" for p in self.problems)
         return "\n".join(lines)
 
@@ -140,6 +144,8 @@ def run(
         outputs=done["outputs"],
         label_counts=done["labels"],
         interrupted=multi.interrupted,
+        inference_errors=done["inference_errors"],
+        nonfinite=done["nonfinite"],
         problems=camera_problems(done),
     )
 
@@ -148,4 +154,7 @@ def camera_problems(camera: dict[str, Any]) -> list[str]:
     """What went wrong with one camera's run, from its summary: it stopped early, or an output could not be
     written. One line each, for the summary and the exit code."""
     out = [f"camera stopped: {camera['error']}"] if camera.get("error") else []
+    if camera.get("inference_errors") and not camera.get("frames"):  # e.g. a model trained to NaN
+        failed, nonfinite = camera["inference_errors"], camera.get("nonfinite", 0)
+        out.append(f"every inference failed ({failed} frames, {nonfinite} with NaN / inf outputs)")
     return out + [f"{name} output stopped: {why}" for name, why in camera.get("failed_outputs", {}).items()]

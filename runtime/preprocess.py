@@ -7,6 +7,8 @@ checkpoint and in the bundle manifest. No mean/std constants live anywhere else 
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,8 +17,16 @@ import numpy as np
 
 from edgecam.runtime.errors import EdgecamError
 
+MIN_SIDE, MAX_SIDE = 8, 4096  # model input pixels per side
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
 RESIZE_MODES = ("stretch", "letterbox")
+
+
+def _real(value: Any) -> float:
+    """A number from a manifest as float; strings and booleans are refused (float("nan") would pass otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -34,8 +44,19 @@ class PreprocessSpec:
     pad_value: int = 114
 
     def __post_init__(self) -> None:
-        if self.height < 8 or self.width < 8:
-            raise EdgecamError(f"input size {self.height}x{self.width} is too small", fix="use at least 8x8")
+        for key in ("height", "width", "pad_value"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise EdgecamError(f"preprocess.{key} {value!r} is not an integer")
+            object.__setattr__(self, key, int(value))
+        for key in ("height", "width"):
+            value = getattr(self, key)
+            if value < MIN_SIDE:
+                raise EdgecamError(f"preprocess.{key} {value} is too small", fix=f"use at least {MIN_SIDE}")
+            if value > MAX_SIDE:  # a typo or a hostile manifest: 100000 per side would allocate 112 GiB per frame
+                raise EdgecamError(f"preprocess.{key} {value} is too large", fix=f"use at most {MAX_SIDE} per side")
+        if not 0 <= self.pad_value <= 255:
+            raise EdgecamError(f"preprocess.pad_value {self.pad_value} is not a uint8 level", fix="use 0..255")
         if self.resize not in RESIZE_MODES:
             raise EdgecamError(f"unknown resize mode {self.resize!r}", fix=f"use one of {RESIZE_MODES}")
         if self.color not in ("rgb", "bgr"):
@@ -45,10 +66,14 @@ class PreprocessSpec:
         if self.interpolation not in _INTERPOLATION:
             choices = list(_INTERPOLATION)
             raise EdgecamError(f"unknown interpolation {self.interpolation!r}", fix=f"use one of {choices}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise EdgecamError("mean and std need three values each, std > 0")
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        try:
+            mean, std = tuple(_real(v) for v in self.mean), tuple(_real(v) for v in self.std)
+        except (TypeError, ValueError):
+            mean = std = ()
+        if len(mean) != 3 or len(std) != 3 or not all(map(math.isfinite, mean + std)) or min(std) <= 0:
+            raise EdgecamError("preprocess.mean and preprocess.std need three values each, finite numbers, std > 0")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
 
     @classmethod
     def square(cls, size: int, **kwargs: Any) -> PreprocessSpec:

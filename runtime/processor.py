@@ -150,6 +150,13 @@ class FrameProcessor:
         self._last_ts = float("-inf")
         self._last_jpeg = 0.0
 
+    @property
+    def nonfinite(self) -> int:
+        """Frames whose model output held NaN or inf (each also an inference error for a classifier), and JSON
+        lines refused for such a value."""
+        models = [m for m in (self.model, self.classifier) if m is not None]
+        return sum(m.nonfinite for m in models) + (self.jsonl.rejected if self.jsonl is not None else 0)
+
     # --- outputs ----------------------------------------------------------------------------------------------
     def check_size(self, size: tuple[int, int] | None) -> None:
         """Check the ROIs and the scenario's zones and lines against the frame size once it is known (before any

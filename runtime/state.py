@@ -1,7 +1,7 @@
 """Live state of every camera, shared by the camera runners (writers) and the HTTP/MQTT sinks (readers).
 
 Stats keys a runner publishes (all optional; numbers, JSON-able):
-`fps_in`, `fps_out`, `frames_in`, `frames_out`, `dropped`, `corrupt`, `reconnects`, `inference_errors`,
+`fps_in`, `fps_out`, `frames_in`, `frames_out`, `dropped`, `corrupt`, `reconnects`, `inference_errors`, `nonfinite`,
 `frame_age_ms` ({"p50", "p95", "last"}), `queue_depth`, `motion_skipped`, `online` (bool),
 `stages` ({stage: {"p50_ms", "p95_ms", "count", "mean_ms"}} as from `StageTimes.summary()`).
 """

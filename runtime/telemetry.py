@@ -28,6 +28,7 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "dropped": ("dropped_frames", "Frames dropped because a newer one arrived first"),
     "corrupt": ("corrupt_frames", "Frames skipped because they could not be decoded"),
     "inference_errors": ("inference_errors", "Frames whose inference raised an error"),
+    "nonfinite": ("nonfinite_outputs", "Frames whose model output held NaN or inf"),
     "reconnects": ("reconnects", "Times the source was reopened after a loss"),
     "motion_skipped": ("motion_skipped", "Frames not run through the model because nothing moved"),
 }

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgecam.runtime.backends import backend_names, create_backend
-from edgecam.runtime.bundle import Bundle, Variant, load_bundle, sha256_file
+from edgecam.runtime.bundle import DIGEST_KEY, MANIFEST, Bundle, Variant, load_bundle, sha256_file
 from edgecam.runtime.decode import decode_detections
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.golden import (
@@ -25,11 +25,19 @@ from edgecam.runtime.golden import (
     load_output,
     sigmoid_scores,
 )
-from edgecam.runtime.model import default_threads, detect_settings
+from edgecam.runtime.model import default_threads, detect_settings, output_problem
 from edgecam.runtime.preprocess import Letterbox, preprocess_batch
 from edgecam.runtime.types import Detections
 
 DRIFT_FIX = "the model no longer gives its exported output: re-copy the bundle or re-export it"
+MISFIT = "output does not fit the manifest"  # a run's problem that starts so: class_names do not describe the model
+MISFIT_FIX = "re-export the bundle: its class_names / detect entry do not describe this model"
+NONFINITE = "the model outputs NaN or inf"
+NONFINITE_FIX = "the model is broken (trained to NaN, or a damaged export): re-export a good checkpoint"
+UNSEALED_NOTE = (
+    f"{MANIFEST} has no {DIGEST_KEY} (written by an earlier edgecam): the manifest itself is not covered by a "
+    "checksum, only the files it lists (re-export to add it)"
+)
 
 
 @dataclass
@@ -102,7 +110,15 @@ def _golden_entry(bundle: Bundle) -> dict[str, Any] | None:
     if entry is None:
         return None
     keys = ("frames", "outputs", "files")
-    if not isinstance(entry, dict) or any(not entry.get(k) for k in keys) or not isinstance(entry["outputs"], dict):
+    if (
+        not isinstance(entry, dict)
+        or any(not entry.get(k) for k in keys)
+        or not isinstance(entry["frames"], str)
+        or not isinstance(entry["outputs"], dict)
+        or not all(isinstance(v, str) for v in entry["outputs"].values())
+        or not isinstance(entry["files"], dict)
+        or not all(isinstance(v, dict) for v in entry["files"].values())
+    ):
         raise EdgecamError(f"malformed 'golden' entry: it needs {list(keys)}", path=bundle.root, fix="re-export")
     return entry
 
@@ -171,6 +187,21 @@ def _run(
 ) -> GoldenRun | None:
     """None when the backend's package is not installed and `skip_missing` (backends were not chosen by hand)."""
     t0 = time.perf_counter()
+    output = _infer(bundle, var, backend, batch, threads, skip_missing)
+    if not isinstance(output, np.ndarray):
+        return None if output is None else GoldenRun(var.name, backend, {}, [output], time.perf_counter() - t0)
+    reference = load_output(bundle.root / golden["outputs"][var.name])
+    tolerance = golden.get("tolerance", {}).get(var.name) or default_tolerance(bundle.task, var.precision)
+    result = _compare(bundle, reference, output, tolerance, frames, letterboxes)
+    return GoldenRun(var.name, backend, result.metrics, result.problems, time.perf_counter() - t0)
+
+
+def _infer(
+    bundle: Bundle, var: Variant, backend: str, batch: np.ndarray, threads: int, skip_missing: bool
+) -> np.ndarray | str | None:
+    """The variant's first output for `batch` on `backend`; a problem line when it cannot run or its output does
+    not fit the manifest (a class cut from class_names); None when the backend is not installed and
+    `skip_missing`."""
     try:
         engine = create_backend(backend)
         engine.load(bundle.path_of(var), threads=threads, precision=var.precision)
@@ -179,11 +210,35 @@ def _run(
         if skip_missing and (isinstance(exc, ImportError) or isinstance(exc.__cause__, ImportError)):
             return None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return GoldenRun(var.name, backend, {}, [f"cannot run: {first}"], time.perf_counter() - t0)
-    reference = load_output(bundle.root / golden["outputs"][var.name])
-    tolerance = golden.get("tolerance", {}).get(var.name) or default_tolerance(bundle.task, var.precision)
-    result = _compare(bundle, reference, output, tolerance, frames, letterboxes)
-    return GoldenRun(var.name, backend, result.metrics, result.problems, time.perf_counter() - t0)
+        return f"cannot run: {first}"
+    problem = output_problem(bundle, output.shape, len(batch))
+    if problem:
+        return f"{MISFIT}: {problem}"
+    if not np.isfinite(output).all():  # a model trained to NaN, or damaged with its checksums redone
+        return f"{NONFINITE}: {int(np.count_nonzero(~np.isfinite(output)))} of {output.size} values"
+    return output
+
+
+def _probe(report: VerifyReport, bundle: Bundle, pairs: list[tuple[Variant, str]], threads: int, skip: bool) -> None:
+    """Without golden frames: one blank image through each intact variant, so a manifest whose class_names do
+    not fit the model, or a model that outputs NaN, still fails (its checksums alone would pass)."""
+    blank = np.zeros((1, *bundle.preprocess.input_shape), np.float32)
+    for var, name in pairs:
+        if any(report.files.get(rel) != "ok" for rel in var.files):
+            continue
+        output = _infer(bundle, var, name, blank, threads, skip)
+        if output is None:
+            _note(report, f"backend {name} is not installed: skipped")
+        elif isinstance(output, str):
+            report.problems.append(f"{bundle.path_of(var)} [{var.name} on {name}]: {output} ({_fix(output)})")
+
+
+def _fix(problem: str) -> str:
+    if problem.startswith("cannot run"):
+        return "check that this backend can read the model"
+    if problem.startswith(NONFINITE):
+        return NONFINITE_FIX
+    return MISFIT_FIX if problem.startswith(MISFIT) else DRIFT_FIX
 
 
 def _note(report: VerifyReport, note: str) -> None:
@@ -216,7 +271,10 @@ def verify_bundle(
         elif state == "changed":
             report.problems.append(f"{rel}: sha256 differs from the manifest (file changed or corrupt; re-copy it)")
     if golden is None:
-        report.notes.append("no golden frames in this bundle: only checksums verified (re-export to add them)")
+        report.notes.append(
+            "no golden frames in this bundle: only checksums and output shapes verified (re-export to add them)"
+        )
+        _probe(report, bundle, pairs, threads or default_threads(), backend is None)
     elif status.get(golden["frames"]) != "ok":
         report.notes.append(f"golden comparison skipped: {golden['frames']} failed its check")
     else:
@@ -239,9 +297,9 @@ def verify_bundle(
                 continue
             report.runs.append(run)
             if run.problems:
-                cannot = run.problems[0].startswith("cannot run")
-                fix = "check that this backend can read the model" if cannot else DRIFT_FIX
                 where = f"{bundle.path_of(var)} [{var.name} on {name}]"
-                report.problems.append(f"{where}: {'; '.join(run.problems)} ({fix})")
+                report.problems.append(f"{where}: {'; '.join(run.problems)} ({_fix(run.problems[0])})")
+    if not bundle.sealed:
+        report.notes.append(UNSEALED_NOTE)
     report.seconds = time.perf_counter() - t0
     return report

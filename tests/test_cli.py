@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from edgecam.runtime.bundle import write_manifest
+
 
 def edgecam(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -70,7 +72,7 @@ def test_wrong_task_bundle_is_refused(exported_bundle, tmp_path):
     shutil.copytree(exported_bundle, bundle)
     manifest = json.loads((bundle / "edgecam.json").read_text())
     manifest["task"] = "detect"
-    (bundle / "edgecam.json").write_text(json.dumps(manifest))
+    write_manifest(bundle, manifest)
     result = edgecam("val", str(bundle), "--data", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr and "detect" in result.stderr
 

@@ -60,6 +60,7 @@ class JsonlSink:
         self.class_names = tuple(class_names) if class_names is not None else None
         self.lines = 0
         self.bytes = 0  # the length of the whole lines written: where a failed write is cut back to
+        self.rejected = 0  # frames not written because a value was NaN or inf (JSON has no such numbers)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed by close()
@@ -69,7 +70,8 @@ class JsonlSink:
             ) from None
 
     def write(self, frame: Frame, results: Sequence[Any], **extra: Any) -> None:
-        """One line: the frame's index, timestamp and source, its results, and any extra keys."""
+        """One line: the frame's index, timestamp and source, its results, and any extra keys. A record holding
+        NaN or inf is counted in `rejected` and not written (the model path drops such outputs before this)."""
         record = {
             "frame": frame.index,
             "timestamp": round(float(frame.timestamp), 6),
@@ -77,7 +79,11 @@ class JsonlSink:
             "results": [to_jsonable(r, self.class_names) for r in results],
             **{k: to_jsonable(v) for k, v in extra.items()},
         }
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        try:  # the last line of defence: `NaN` is no JSON, and one such line breaks every strict reader
+            line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        except ValueError:
+            self.rejected += 1
+            return
         if self._fh.closed:
             raise EdgecamError("the JSON lines file is closed", path=self.path)
         try:

@@ -199,6 +199,7 @@ def test_a_registered_fake_backend_runs_through_the_shared_engine(tiny_bundle, f
 
 def test_direct_calls_of_a_thread_safe_backend_run_on_the_callers_threads_at_most_workers_at_once(tiny_bundle, fakes):
     model = Model(tiny_bundle, backend="fake-test-threadsafe", threads=1)
+    loading = model.engine.calls  # the output check at load
     engine = SharedEngine(model, workers=2)
     inputs = random_batches(tiny_bundle, 8, seed=5)
     results: dict[int, np.ndarray] = {}
@@ -209,7 +210,7 @@ def test_direct_calls_of_a_thread_safe_backend_run_on_the_callers_threads_at_mos
         t.join(10)
     for i, batch in enumerate(inputs):
         np.testing.assert_allclose(results[i], 2.0 * batch.mean(axis=(2, 3)), rtol=1e-6)
-    assert model.engine.most == 2 and model.engine.calls == 8  # bounded by workers, every caller served
+    assert model.engine.most == 2 and model.engine.calls - loading == 8  # bounded by workers, every caller served
     assert engine.queue_depth == 0
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -235,11 +236,12 @@ def test_the_shared_engine_uses_a_backends_own_submit(tiny_bundle, fakes, monkey
 
     monkeypatch.setitem(backends._REGISTRY, OwnQueue.name, OwnQueue)
     model = Model(tiny_bundle, backend=OwnQueue.name, threads=1)
+    assert model.engine.calls == 1  # the output check at load
     engine = SharedEngine(model, workers=2)
     assert engine.kind == "fake-test-own-queue-own" and engine.workers == 7
     camera = engine.view()
     assert [r.label for r in camera.classify_frame(Frame(solid("red")))] == ["blue"]  # the fake's 5.0s: class 0
-    assert len(model.engine.submitted) == 1 and model.engine.calls == 0  # the view went through submit, not infer
+    assert len(model.engine.submitted) == 1 and model.engine.calls == 1  # the view went through submit, not infer
     engine.close()
 
 
@@ -254,7 +256,7 @@ def test_views_share_the_loaded_backend_with_their_own_timers(tiny_bundle, fakes
     b.classify_frame(Frame(solid("red")))
     assert a.times.summary()["infer"]["count"] == 2 and b.times.summary()["infer"]["count"] == 1
     assert "infer" not in model.times.summary()
-    assert model.engine.calls == 3
+    assert model.engine.calls == 1 + 3  # the output check at load, then the views' frames
     engine.close()
 
 

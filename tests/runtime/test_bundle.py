@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.runtime.bundle import MANIFEST, SCHEMA_VERSION, load_bundle, sha256_file
+from edgecam.runtime.bundle import MANIFEST, SCHEMA_VERSION, load_bundle, sha256_file, write_manifest
 from edgecam.runtime.errors import EdgecamError
 
 
 def edit_manifest(root: Path, change) -> None:
+    """Change the manifest as an exporter would (sealed anew), so the checks behind the digest are reached."""
     manifest = json.loads((root / MANIFEST).read_text())
     change(manifest)
-    (root / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(root, manifest)
 
 
 def _missing_dir(root: Path) -> Path:

@@ -108,12 +108,13 @@ coords = st.floats(-500, 500, allow_nan=False)
 
 
 @SETTINGS
-@given(polygon=st.lists(st.tuples(coords, coords), min_size=3, max_size=8))
+@given(polygon=st.lists(st.tuples(coords, coords), min_size=3, max_size=3))
 def test_clipping_never_adds_area_and_keeps_what_lies_inside(polygon):
+    """Triangles: always simple polygons (a self-crossing one has no single area to compare)."""
     box = (0.0, 0.0, 160.0, 120.0)
     clipped = clip_to_box(polygon, box)
     assert all(-1e-6 <= x <= 160 + 1e-6 and -1e-6 <= y <= 120 + 1e-6 for x, y in clipped)
-    assert polygon_area(clipped) <= 160 * 120 + 1e-6
+    assert polygon_area(clipped) <= min(160 * 120, polygon_area(polygon)) + 1e-3  # float rounding at 500 px
     if all(0 <= x <= 160 and 0 <= y <= 120 for x, y in polygon):
         assert polygon_area(clipped) == pytest.approx(polygon_area(polygon), abs=1e-6)
 

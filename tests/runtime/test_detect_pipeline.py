@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecam.runtime.bundle import MANIFEST
+from edgecam.runtime.bundle import MANIFEST, write_manifest
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model
 from edgecam.runtime.pipeline import run
@@ -37,7 +37,7 @@ def detect_copy(detect_bundle: Path, tmp_path: Path) -> Path:
 def edit_manifest(root: Path, **changes: object) -> None:
     manifest = json.loads((root / MANIFEST).read_text())
     manifest.update(changes)
-    (root / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(root, manifest)
 
 
 def expected_boxes(model: Model, image: np.ndarray) -> np.ndarray:
@@ -142,17 +142,26 @@ def test_bad_detect_entry_names_the_bundle(detect_copy, detect, message):
     assert info.value.path == str(detect_copy)
 
 
-def test_strides_that_do_not_match_the_output(detect_copy):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_strides_that_do_not_match_the_output_fail_at_load(detect_copy, backend):
     edit_manifest(detect_copy, detect={"strides": [8, 16]})
-    model = Model(detect_copy, backend="onnxruntime")
-    with pytest.raises(EdgecamError, match=r"shape \(84, 6\), expected \(80, 4 \+ classes\)"):
-        model.detect_frame(Frame(np.zeros((64, 64, 3), np.uint8)))
+    with pytest.raises(EdgecamError, match=r"output shape \[1, 84, 6\], while the manifest expects \[1, 80, 6\]"):
+        Model(detect_copy, backend=backend)
 
 
-def test_class_names_that_do_not_match_the_output(detect_copy):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_names_that_do_not_match_the_output_fail_at_load(detect_copy, backend):
     edit_manifest(detect_copy, class_names=["person"])
-    with pytest.raises(EdgecamError, match="4 \\+ 1 classes"):
-        Model(detect_copy, backend="onnxruntime").detect_frame(Frame(np.zeros((64, 64, 3), np.uint8)))
+    with pytest.raises(EdgecamError, match=r"expects \[1, 84, 5\] \(1 class names") as info:
+        Model(detect_copy, backend=backend)
+    assert info.value.path is not None and info.value.path.startswith(str(detect_copy))
+
+
+def test_a_shared_engine_view_still_checks_each_output(detect_copy):
+    """A view infers through its caller's function, unchecked at load: the per-frame check stays."""
+    model = Model(detect_copy, backend="onnxruntime").view(lambda batch: np.zeros((len(batch), 84, 5), np.float32))
+    with pytest.raises(EdgecamError, match="4 \\+ 2 classes"):
+        model.detect_frame(Frame(np.zeros((64, 64, 3), np.uint8)))
 
 
 def test_tasks_do_not_mix(detect_bundle, tiny_bundle):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecam.runtime.bundle import MANIFEST
+from edgecam.runtime.bundle import MANIFEST, write_manifest
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model
 from edgecam.runtime.pipeline import RunSummary, run, validate_rois
@@ -167,7 +167,7 @@ def test_missing_source_is_an_error(tiny_bundle, tmp_path):
 def test_detect_bundle_without_detect_settings_is_refused(bundle_copy, synthetic_video):
     manifest = json.loads((bundle_copy / MANIFEST).read_text())
     manifest["task"] = "detect"
-    (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(bundle_copy, manifest)
     with pytest.raises(EdgecamError, match="without a .detect. entry"):
         run(bundle_copy, str(synthetic_video.path))
 
