@@ -271,3 +271,22 @@ def test_an_output_that_fails_to_close_is_reported_not_raised(tmp_path, tiny_bun
     assert "Traceback" not in err and "close failed (1x)" in err
     assert runner.cameras[0].summary()["failed_outputs"] == {"close": "[Errno 28] No space left on device"}
     assert len(lines_of(tmp_path / "c1.jsonl")) == 6 and runner.cameras[1].summary()["failed_outputs"] == {}
+
+
+def test_the_systemd_unit_runs_a_command_this_cli_takes_and_outlasts_the_drain():
+    """examples/edgecam.service: its ExecStart parses, and systemd waits longer than the drain before SIGKILL."""
+    import configparser
+    import shlex
+
+    from edgecam.cli import build_parser
+    from edgecam.runtime.shutdown import DRAIN_SECONDS
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(Path(__file__).parents[2] / "examples" / "edgecam.service")
+    service = unit["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/edgecam")
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run" and args.config is not None
+    assert float(service["TimeoutStopSec"]) > DRAIN_SECONDS and service["KillSignal"] == "SIGTERM"
+    assert service["RestartPreventExitStatus"] == "2"  # a configuration error: a restart cannot fix it
