@@ -142,10 +142,12 @@ class Cooldown:
 
 
 class Debounced(Generic[T]):
-    """A value that changes only after the same new value is observed `frames` times in a row (jitter filter)."""
+    """A value that changes only after the same new value is observed `frames` times in a row (jitter filter) and,
+    when `seconds` > 0, over at least that long; `doubt()` breaks the run (a reading too uncertain to count)."""
 
-    def __init__(self, frames: int, value: T) -> None:
+    def __init__(self, frames: int, value: T, seconds: float = 0.0) -> None:
         self.frames = max(1, frames)
+        self.seconds = seconds
         self.value = value
         self._candidate: T = value
         self._count = 0
@@ -154,15 +156,19 @@ class Debounced(Generic[T]):
     def observe(self, value: T, timestamp: float = 0.0) -> bool:
         """Feed one observation; True when the stable value changed (`value` is then the new one)."""
         if value == self.value:
-            self._candidate, self._count, self.candidate_since = self.value, 0, None
+            self.doubt()
             return False
-        if value != self._candidate:
+        if value != self._candidate or self._count == 0:
             self._candidate, self._count, self.candidate_since = value, 0, timestamp
         self._count += 1
-        if self._count >= self.frames:
-            self.value, self._count = value, 0
+        if self._count >= self.frames and timestamp - self.candidate_since >= self.seconds:
+            self.value, self._count = value, 0  # candidate_since stays: when the new value was first seen
             return True
         return False
+
+    def doubt(self) -> None:
+        """Forget the run of agreeing observations: the next new value starts counting from one again."""
+        self._candidate, self._count, self.candidate_since = self.value, 0, None
 
 
 class Hysteresis:

@@ -17,18 +17,28 @@ Config (the camera's `scenario_config:` mapping in cameras.yaml, beside `scenari
     low_below: 2                      # fewer facings than this (but > 0) is "low"
     low_is_alert: false               # whether `low_stock` events carry a snapshot
     min_frames: 3                     # a slot's state / SKU changes after this many agreeing unoccluded frames
+    min_seconds: 0                    # ... held over at least this long
+    min_score: 0.6                    # a classifier reading below this score is uncertain: it breaks the run
     occlusion:
       classes: [person]               # detections or tracks of these classes hide the slots they cover
       min_overlap: 0.2                # ... when they cover at least this share of the slot
       label: occluded                 # a slot classifier label meaning "cannot see"
+      motion: auto                    # foreground from a running background hides slots (auto: no person class)
+      motion_fraction: 0.2            # ... when at least this share of the slot is foreground
+      settle_seconds: 2               # a change that holds still this long is the new background
     planogram_delta: 5                # a `planogram` event when compliance moves this many points (or on request)
     cooldown_seconds: 10              # at most one event per (kind, slot) in this many seconds
     calibration_seconds: 0            # deriving slots from detections is not implemented: list slots or rows
 
 Stock evidence per slot comes from (a) slot classifier results, one per slot in `rois()` order, labelled
 stocked / low / empty (classifier results win when both are given), or (b) detections: boxes of SKU classes whose
-centre is in the slot are facings, `gap` boxes are evidence of a hole. An occluded frame neither advances nor resets
-a slot's timers: a shopper standing in front of the shelf never causes an alert.
+centre is in the slot are facings, `gap` boxes are evidence of a hole.
+
+A slot is occluded while a person box covers it, while a running background says its region is foreground (the
+fallback for cameras without a person detector: see `foreground.py`), or while the classifier says `occluded`.
+An occluded slot holds its last confident state: the frame neither advances nor resets its timers, breaks any run
+of agreeing readings, and never raises an event, so a shopper standing in front of the shelf never causes an alert.
+A reading below `min_score` is not evidence either: one uncertain frame changes nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgecam.runtime.scenarios.base import Cooldown, Debounced, Scenario, alert
+from edgecam.runtime.scenarios.foreground import Foreground
 from edgecam.runtime.scenarios.geometry import Box, box_centre, covered_fraction, validate_roi, validate_span
 from edgecam.runtime.types import Classification, Detections, Event, Frame
 
@@ -69,6 +80,7 @@ class _SlotState:
     skus: Counter[str] = field(default_factory=Counter)  # facings per SKU in the last unoccluded detections
     gaps: int = 0
     occluded: bool = False
+    occluded_by: str | None = None  # "detection", "foreground" or "label" while occluded
     empty_for: float = 0.0
     last_clear: float | None = None  # previous unoccluded evidence frame, None after an occlusion
     out_of_stock: bool = False
@@ -79,28 +91,45 @@ class RetailScenario(Scenario):
 
     def __init__(self, config: dict[str, Any], class_names: tuple[str, ...], source_id: str) -> None:
         super().__init__(config, class_names, source_id)
-        keys = ("slots", "rows", "x", "oos_seconds", "low_below", "low_is_alert", "min_frames", "occlusion")
-        self.check_keys(self.config, (*keys, "planogram_delta", "cooldown_seconds", "calibration_seconds"), "")
+        keys = ("slots", "rows", "x", "oos_seconds", "low_below", "low_is_alert", "min_frames", "min_seconds")
+        keys += ("min_score", "occlusion", "planogram_delta", "cooldown_seconds", "calibration_seconds")
+        self.check_keys(self.config, keys, "")
         self.is_detector = bool(set(self.class_names) - set(SLOT_LABELS))
         self.oos_seconds = self.number(self.config, "oos_seconds", 10.0, "")
         self.low_below = int(self.number(self.config, "low_below", 2, "", minimum=1, integer=True))
         self.min_frames = int(self.number(self.config, "min_frames", 3, "", minimum=1, integer=True))
+        self.min_seconds = self.number(self.config, "min_seconds", 0.0, "")
+        self.min_score = self.number(self.config, "min_score", 0.6, "")
+        if self.min_score > 1:
+            raise self.error("min_score", f"got {self.min_score!r}", "use a score between 0 and 1")
         self.planogram_delta = self.number(self.config, "planogram_delta", 5.0, "")
         self.cooldown = Cooldown(self.number(self.config, "cooldown_seconds", 10.0, ""))
         self.low_is_alert = self.config.get("low_is_alert", False)
         if not isinstance(self.low_is_alert, bool):
             raise self.error("low_is_alert", f"got {self.low_is_alert!r}", "use true or false")
         occ = self.section(self.config.get("occlusion"), "occlusion")
-        self.check_keys(occ, ("classes", "min_overlap", "label"), "occlusion")
+        self.check_keys(
+            occ, ("classes", "min_overlap", "label", "motion", "motion_fraction", "settle_seconds"), "occlusion"
+        )
         self.occluders = frozenset(["person"])  # the default is not checked: a SKU-only detector has no person
         if "classes" in occ:
             # a slot classifier's class names cannot vouch for detector classes, so only a detector's are checked
             self.occluders = self.class_filter(occ["classes"], "occlusion.classes", self.is_detector) or self.occluders
         self.min_overlap = self.number(occ, "min_overlap", 0.2, "occlusion.")
         self.occluded_label = str(occ.get("label", "occluded"))
+        self.motion_fraction = self.number(occ, "motion_fraction", 0.2, "occlusion.")
+        motion = occ.get("motion", "auto")
+        if motion not in ("auto", True, False):
+            raise self.error("occlusion.motion", f"got {motion!r}", "use auto, true or false")
+        if motion == "auto":  # without a detector that sees people, a background model is the only way to see them
+            motion = not (self.occluders & set(self.class_names))
+        settle = self.number(occ, "settle_seconds", 2.0, "occlusion.")
+        self.foreground = Foreground(settle) if motion else None
         self.slots = self._slots()
+        self._rois = self.rois()
         self._states = [
-            _SlotState(s, Debounced(self.min_frames, None), Debounced(self.min_frames, None)) for s in self.slots
+            _SlotState(s, Debounced(self.min_frames, None, self.min_seconds), Debounced(self.min_frames, None))
+            for s in self.slots
         ]
         self._seen_detections = False
         self._reported: float | None = None
@@ -180,15 +209,16 @@ class RetailScenario(Scenario):
                 "classify the ROIs from RetailScenario.rois(), in that order",
             )
         covers, products = self._split(detections, tracks)
+        moving = self.foreground.fractions(frame.image, ts, self._rois) if self.foreground else None
         self._seen_detections |= detections is not None
         events: list[Event] = []
         for i, st in enumerate(self._states):
             slot, result = st.slot, classifications[i] if classifications else None
-            st.occluded = any(covered_fraction(slot.box, c) >= self.min_overlap for c in covers) or (
-                result is not None and result.label == self.occluded_label
-            )
+            st.occluded_by = self._occluded_by(slot, covers, moving[i] if moving else 0.0, result)
+            st.occluded = st.occluded_by is not None
             if st.occluded:
                 st.last_clear = None  # the time behind a shopper is not counted as empty
+                st.state.doubt()  # readings from before the shopper do not add up with readings after
                 continue
             if detections is not None:
                 here = [sku for sku, box in products if _inside(box_centre(box), slot.box)]
@@ -216,10 +246,24 @@ class RetailScenario(Scenario):
                 others.append((name, box))  # type: ignore[arg-type]
         return covers, others
 
+    def _occluded_by(self, slot: Slot, covers: list[Box], moving: float, result: Classification | None) -> str | None:
+        """What hides the slot in this frame, or None when it is in view."""
+        if any(covered_fraction(slot.box, c) >= self.min_overlap for c in covers):
+            return "detection"
+        if self.foreground is not None and moving >= self.motion_fraction:
+            return "foreground"
+        if result is not None and result.label == self.occluded_label:
+            return "label"
+        return None
+
     def _raw_state(self, st: _SlotState, result: Classification | None, have_detections: bool) -> str | None:
-        """This frame's stock reading for one slot, or None when there is no evidence."""
+        """This frame's stock reading for one slot, or None when there is no evidence (an uncertain reading is
+        none either, and breaks the slot's run of agreeing readings)."""
         if result is not None:
             if result.label in STATES:
+                if result.score < self.min_score:
+                    st.state.doubt()
+                    return None
                 return result.label
             self.ignored_labels[result.label] += 1  # counted in state(): a model with other labels is a mismatch
             return None
@@ -295,6 +339,7 @@ class RetailScenario(Scenario):
             "sku": st.sku.value,
             "expected_sku": st.slot.expected_sku,
             "occluded": st.occluded,
+            "occluded_by": st.occluded_by,
             "empty_for_seconds": round(st.empty_for, 3),
         }
 
@@ -308,6 +353,7 @@ class RetailScenario(Scenario):
             "planogram": report,
             "suppressed_events": dict(self.cooldown.suppressed),
             "ignored_labels": dict(self.ignored_labels),
+            "motion_occlusion": self.foreground is not None,
         }
 
 
