@@ -167,6 +167,20 @@ class OcclusionSettings(StrictModel):
     )
     min_overlap: Float = Field(0.2, ge=0, le=1, description="... when they cover at least this share of the slot")
     label: str = Field("occluded", description="a slot classifier label meaning `cannot see`")
+    motion: Literal["auto"] | Bool = Field(
+        "auto",
+        description="foreground from a running background (1/4-scale grey, ~1 ms per 720p frame) hides the slots "
+        "it covers; `auto`: on when the model has none of the `classes` (no person detector)",
+    )
+    motion_fraction: Float = Field(
+        0.1, gt=0, le=1, description="... when at least this share of the slot is foreground"
+    )
+    settle_seconds: Float = Field(
+        2.0,
+        ge=0,
+        description="a change that holds still this long becomes background (a restocked slot stops hiding "
+        "itself; so does a shopper standing perfectly still)",
+    )
 
 
 class RetailSettings(ScenarioSettings):
@@ -182,6 +196,16 @@ class RetailSettings(ScenarioSettings):
     low_is_alert: Bool = Field(False, description="whether `low_stock` events carry a snapshot")
     min_frames: Int = Field(
         3, ge=1, description="a slot's state or SKU changes after this many agreeing unoccluded frames"
+    )
+    min_seconds: Float = Field(
+        0.0, ge=0, description="... and a new state must have held over at least this long, seconds"
+    )
+    min_score: Float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="a slot classifier reading below this score is uncertain: not evidence, and it breaks the run "
+        "of agreeing frames",
     )
     occlusion: OcclusionSettings = Field(default_factory=OcclusionSettings, description="what hides a slot")
     planogram_delta: Float = Field(

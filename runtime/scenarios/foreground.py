@@ -3,9 +3,11 @@
 A grey copy of each frame, downscaled to `WIDTH` pixels wide (1/4 of 1280x720), is compared with a background
 image. A pixel is foreground while it differs from the background by more than `THRESHOLD` grey levels. The
 background follows slow lighting drift where nothing is in front of it, and takes over a changed pixel once that
-pixel has held still (frame to frame) for `settle_seconds`: a restocked or emptied slot stops being "foreground"
-after that long, a shopper walking past never does. The price: someone standing perfectly still for longer than
-`settle_seconds` becomes background too (a person detector does not have that limit).
+pixel has held still (within `THRESHOLD` of its value when it last moved) for `settle_seconds`: a restocked or
+emptied slot stops being "foreground" after that long, a shopper walking past never does. The mask is grown a
+little, since a classifier is already confused by an arm that covers only part of a slot. The price: someone
+standing perfectly still for longer than `settle_seconds` becomes background too (a person detector does not have
+that limit).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 WIDTH = 320  # analysis width in pixels; 1280x720 -> 320x180 (~0.5 ms per frame with the colour conversion)
 THRESHOLD = 25  # grey levels: above lighting flicker and sensor noise (which the downscale averages away)
 DRIFT = 0.05  # per-frame blend of the background towards the frame where it is not foreground
+GROW = np.ones((5, 5), np.uint8)  # foreground grows ~10 px (full size) each way: a thin arm hides what is beside it
 
 
 class Foreground:
@@ -28,9 +31,9 @@ class Foreground:
         self._shape: tuple[int, int] | None = None  # full-size (height, width) the state below belongs to
         self._scale = 1.0
         self._background: np.ndarray | None = None  # float32 grey
-        self._previous: np.ndarray | None = None  # uint8 grey of the previous frame
+        self._anchor: np.ndarray | None = None  # uint8 grey: each pixel's value when it last moved
         self._last_ts: float | None = None
-        self._still_for: np.ndarray | None = None  # per pixel: seconds since it last changed from frame to frame
+        self._still_for: np.ndarray | None = None  # per pixel: seconds it has stayed near its anchor
         self.mask: np.ndarray | None = None  # the last frame's foreground (bool), for tests and the curious
 
     def _small_grey(self, image: np.ndarray) -> np.ndarray:
@@ -47,13 +50,15 @@ class Foreground:
         grey = self._small_grey(image)
         if self._background is None or self._last_ts is None:
             self._background = grey.astype(np.float32)
-            self._previous, self._last_ts = grey, timestamp
+            self._anchor, self._last_ts = grey, timestamp
             self._still_for = np.zeros(grey.shape, np.float32)
             self.mask = np.zeros(grey.shape, bool)
             return self.mask
-        assert self._previous is not None and self._still_for is not None
-        moved = cv2.absdiff(grey, self._previous) > THRESHOLD
-        self._previous, dt, self._last_ts = grey, max(0.0, timestamp - self._last_ts), timestamp
+        assert self._anchor is not None and self._still_for is not None
+        # against the anchor, not the previous frame: a soft edge sliding in changes little from frame to frame
+        moved = cv2.absdiff(grey, self._anchor) > THRESHOLD
+        np.copyto(self._anchor, grey, where=moved)
+        dt, self._last_ts = max(0.0, timestamp - self._last_ts), timestamp
         self._still_for += dt
         self._still_for[moved] = 0.0
         settled = self._still_for >= self.settle_seconds
@@ -62,12 +67,10 @@ class Foreground:
         np.copyto(self._background, grey_f, where=settled)  # a change that stays put is the new scene
         drift = (~(foreground | settled)).view(np.uint8)
         cv2.accumulateWeighted(grey_f, self._background, DRIFT, mask=drift)
-        self.mask = foreground
-        return foreground
+        self.mask = cv2.dilate(foreground.view(np.uint8), GROW).view(bool)
+        return self.mask
 
-    def fractions(
-        self, image: np.ndarray, timestamp: float, rois: Sequence[tuple[int, int, int, int]]
-    ) -> list[float]:
+    def fractions(self, image: np.ndarray, timestamp: float, rois: Sequence[tuple[int, int, int, int]]) -> list[float]:
         """Update with this frame, then the foreground share of each ROI (0.0 for a ROI outside the frame)."""
         mask = self.update(image, timestamp)
         s, (h, w) = self._scale, mask.shape

@@ -24,7 +24,7 @@ Config (the camera's `scenario_config:` mapping in cameras.yaml, beside `scenari
       min_overlap: 0.2                # ... when they cover at least this share of the slot
       label: occluded                 # a slot classifier label meaning "cannot see"
       motion: auto                    # foreground from a running background hides slots (auto: no person class)
-      motion_fraction: 0.2            # ... when at least this share of the slot is foreground
+      motion_fraction: 0.1            # ... when at least this share of the slot is foreground
       settle_seconds: 2               # a change that holds still this long is the new background
     planogram_delta: 5                # a `planogram` event when compliance moves this many points (or on request)
     cooldown_seconds: 10              # at most one event per (kind, slot) in this many seconds
@@ -117,7 +117,9 @@ class RetailScenario(Scenario):
             self.occluders = self.class_filter(occ["classes"], "occlusion.classes", self.is_detector) or self.occluders
         self.min_overlap = self.number(occ, "min_overlap", 0.2, "occlusion.")
         self.occluded_label = str(occ.get("label", "occluded"))
-        self.motion_fraction = self.number(occ, "motion_fraction", 0.2, "occlusion.")
+        self.motion_fraction = self.number(occ, "motion_fraction", 0.1, "occlusion.")
+        if not 0 < self.motion_fraction <= 1:  # 0 would hide every slot for good
+            raise self.error("occlusion.motion_fraction", f"got {self.motion_fraction!r}", "use a share in (0, 1]")
         motion = occ.get("motion", "auto")
         if motion not in ("auto", True, False):
             raise self.error("occlusion.motion", f"got {motion!r}", "use auto, true or false")

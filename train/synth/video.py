@@ -7,7 +7,7 @@ people/vehicles and adding flicker and noise, so 150 HD frames take seconds, not
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,13 +22,15 @@ from .security import DETECTION_CLASSES, draw_vehicle, street_background
 
 @dataclass
 class ShelfVideo:
-    """A written shelf video: slot ROIs (x, y, w, h) and the true state of every slot in every frame."""
+    """A written shelf video: slot ROIs (x, y, w, h), the true state of every slot in every frame, and the box
+    (x1, y1, x2, y2, clipped to the frame) of each shopper drawn in every frame (what hides the shelf)."""
 
     path: Path
     rois: list[tuple[int, int, int, int]]
     labels: list[list[str]]
     fps: int
     n_frames: int
+    shoppers: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
 
 
 @dataclass
@@ -122,6 +124,7 @@ def make_shelf_video(
     w, h = size
     canvas = painted["empty"].copy()
     shown: list[str | None] = [None] * n_slots
+    shoppers: list[list[tuple[float, float, float, float]]] = []
     with _Sink(path, fps, size) as sink:
         for f in range(n):
             for i, (g, st) in enumerate(zip(layout.slots, labels[f], strict=True)):
@@ -130,9 +133,15 @@ def make_shelf_video(
                     shown[i] = st
             frame = canvas.copy()
             p = (f - walk_start) / walk_len
+            shoppers.append([])
             if 0.0 <= p <= 1.0:
                 x = w * (-0.15 + 1.3 * (p if direction > 0 else 1 - p))
-                draw_person(frame, (x, h * 1.25), h * 1.15, np.random.default_rng(walker_seed), phase=p * 6 * np.pi)
+                box = draw_person(
+                    frame, (x, h * 1.25), h * 1.15, np.random.default_rng(walker_seed), phase=p * 6 * np.pi
+                )
+                x1, y1, x2, y2 = (round(float(v), 1) for v in box)
+                if x2 > 0 and x1 < w and y2 > 0 and y1 < h:  # drawn at least partly inside the frame
+                    shoppers[-1].append((max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)))
             sink.writer.write(_finish(frame, rng, pool, f / fps))
     rois = [(g.x0, g.y0, g.x1 - g.x0, g.y1 - g.y0) for g in layout.slots]
     meta = {
@@ -143,9 +152,10 @@ def make_shelf_video(
         "n_frames": n,
         "size": list(size),
         "seed": seed,
+        "shoppers": shoppers,
     }
     path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
-    return ShelfVideo(path, rois, labels, fps, n)
+    return ShelfVideo(path, rois, labels, fps, n, shoppers)
 
 
 def make_security_video(
