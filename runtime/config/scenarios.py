@@ -176,7 +176,7 @@ class OcclusionSettings(StrictModel):
         0.1, gt=0, le=1, description="... when at least this share of the slot is foreground"
     )
     settle_seconds: Float = Field(
-        2.0,
+        1.5,
         ge=0,
         description="a change that holds still this long becomes background (a restocked slot stops hiding "
         "itself; so does a shopper standing perfectly still)",

@@ -5,9 +5,10 @@ image. A pixel is foreground while it differs from the background by more than `
 background follows slow lighting drift where nothing is in front of it, and takes over a changed pixel once that
 pixel has held still (within `THRESHOLD` of its value when it last moved) for `settle_seconds`: a restocked or
 emptied slot stops being "foreground" after that long, a shopper walking past never does. The mask is grown a
-little, since a classifier is already confused by an arm that covers only part of a slot. The price: someone
-standing perfectly still for longer than `settle_seconds` becomes background too (a person detector does not have
-that limit).
+little, since a classifier is already confused by an arm that covers only part of a slot. The price: what stands
+still longer than `settle_seconds` becomes background, a shopper too (a person detector has no such limit), and
+the plain middle of a coat settles even while its edges move. Making the regions around moving pixels settle
+later as well was tried: on the synthetic shelf videos it delayed the state changes it should let through.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ Config (the camera's `scenario_config:` mapping in cameras.yaml, beside `scenari
       label: occluded                 # a slot classifier label meaning "cannot see"
       motion: auto                    # foreground from a running background hides slots (auto: no person class)
       motion_fraction: 0.1            # ... when at least this share of the slot is foreground
-      settle_seconds: 2               # a change that holds still this long is the new background
+      settle_seconds: 1.5             # a change that holds still this long is the new background
     planogram_delta: 5                # a `planogram` event when compliance moves this many points (or on request)
     cooldown_seconds: 10              # at most one event per (kind, slot) in this many seconds
     calibration_seconds: 0            # deriving slots from detections is not implemented: list slots or rows
@@ -125,7 +125,7 @@ class RetailScenario(Scenario):
             raise self.error("occlusion.motion", f"got {motion!r}", "use auto, true or false")
         if motion == "auto":  # without a detector that sees people, a background model is the only way to see them
             motion = not (self.occluders & set(self.class_names))
-        settle = self.number(occ, "settle_seconds", 2.0, "occlusion.")
+        settle = self.number(occ, "settle_seconds", 1.5, "occlusion.")
         self.foreground = Foreground(settle) if motion else None
         self.slots = self._slots()
         self._rois = self.rois()

@@ -1,0 +1,111 @@
+"""The running background behind motion occlusion, fed real images: a still shelf, a blob, a change that stays."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecam.runtime.scenarios.foreground import THRESHOLD, WIDTH, Foreground
+
+FPS = 10
+ROI = (400, 200, 200, 160)  # x, y, w, h in a 1280x720 frame
+OTHER = (900, 200, 200, 160)
+
+
+def shelf(seed: int = 0, size: tuple[int, int] = (1280, 720)) -> np.ndarray:
+    """A textured still scene: blocks of random colour, like products on a shelf."""
+    w, h = size
+    blocks = np.random.default_rng(seed).integers(30, 220, (h // 40 + 1, w // 40 + 1, 3), dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(np.repeat(blocks, 40, axis=0), 40, axis=1)[:h, :w])
+
+
+def noisy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sensor noise (sigma 3, from a few fields made once) and a little lighting flicker: not foreground."""
+    if image.shape not in _NOISE:
+        _NOISE[image.shape] = [np.random.default_rng(k).normal(0, 3, image.shape).astype(np.int16) for k in range(4)]
+    gain = 1.0 + rng.uniform(-0.02, 0.02)
+    out = cv2.convertScaleAbs(image, alpha=gain).astype(np.int16) + _NOISE[image.shape][int(rng.integers(4))]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+_NOISE: dict[tuple[int, ...], list[np.ndarray]] = {}
+
+
+def with_blob(image: np.ndarray, x: int, y: int, w: int, h: int, phase: int = 0) -> np.ndarray:
+    """A red coat with dark stripes 24 px apart, the stripes `phase` px along (its folds move as it moves)."""
+    out = image.copy()
+    out[y : y + h, x : x + w] = (40, 40, 230)
+    stripes = ((np.arange(y, y + h) + phase) // 12) % 2 == 0
+    out[y : y + h, x : x + w][stripes] = (20, 20, 90)
+    return out
+
+
+def test_a_still_scene_has_no_foreground():
+    fg, rng, scene = Foreground(2.0), np.random.default_rng(1), shelf()
+    for f in range(50):
+        fractions = fg.fractions(noisy(scene, rng), f / FPS, [ROI, OTHER])
+    assert fractions == [0.0, 0.0]
+    assert fg.mask is not None and fg.mask.shape[1] == WIDTH  # analysed at a quarter of 1280
+
+
+def test_a_blob_over_the_roi_is_foreground_there_only():
+    fg, rng, scene = Foreground(2.0), np.random.default_rng(2), shelf()
+    for f in range(20):
+        fg.fractions(noisy(scene, rng), f / FPS, [ROI])
+    x, y, w, h = ROI
+    covered, elsewhere = fg.fractions(noisy(with_blob(scene, x, y, w, h // 2), rng), 2.0, [ROI, OTHER])
+    assert covered == pytest.approx(0.5, abs=0.1) and elsewhere == 0.0
+    back = fg.fractions(noisy(scene, rng), 2.1, [ROI, OTHER])  # the shopper left: the shelf behind is the old one
+    assert back == [0.0, 0.0]
+
+
+def test_a_change_that_stays_becomes_background_after_settle_seconds():
+    settle = 1.5
+    fg, rng, scene, restocked = Foreground(settle), np.random.default_rng(3), shelf(0), shelf(1)
+    changed = scene.copy()
+    x, y, w, h = ROI
+    changed[y : y + h, x : x + w] = restocked[y : y + h, x : x + w]
+    for f in range(20):
+        fg.fractions(noisy(scene, rng), f / FPS, [ROI])
+    seen = [fg.fractions(noisy(changed, rng), 2.0 + k / FPS, [ROI])[0] for k in range(30)]
+    still = int(settle * FPS)
+    assert min(seen[:still]) > 0.5  # the new products are foreground until they have held still long enough
+    assert max(seen[still + 1 :]) == 0.0
+
+
+def test_a_blob_moving_across_stays_foreground():
+    """A shopper who keeps moving never settles, however long they stay in front of the slot (the folds of the coat
+    move; a plain one's middle would settle: see the module's docstring)."""
+    fg, rng, scene = Foreground(1.0), np.random.default_rng(4), shelf()
+    for f in range(20):
+        fg.fractions(noisy(scene, rng), f / FPS, [ROI])
+    x, y, w, h = ROI
+    for k in range(50):  # 5 s, three times settle_seconds, swaying left and right
+        shift = (k % 6) * 12
+        image = with_blob(scene, x - 40 + shift, y, w + 40, h, phase=12 * k)
+        covered = fg.fractions(noisy(image, rng), 2 + k / FPS, [ROI])[0]
+        assert covered > 0.5, k
+
+
+def test_a_soft_edge_sliding_in_is_foreground():
+    """Each frame differs from the last by less than the threshold, but the pixel ends far from the background."""
+    fg, scene = Foreground(1.0), shelf()
+    x, y, w, h = ROI
+    for f in range(30):  # long enough for every pixel to count as settled
+        fg.fractions(scene, f / FPS, [ROI])
+    step = THRESHOLD // 2
+    for k in range(1, 9):
+        frame = scene.astype(np.int16)
+        frame[y : y + h, x : x + w] += step * k
+        covered = fg.fractions(np.clip(frame, 0, 255).astype(np.uint8), 3 + k / FPS, [ROI])[0]
+    assert covered > 0.5
+
+
+def test_rois_outside_the_frame_and_a_new_resolution():
+    fg = Foreground(2.0)
+    small = shelf(size=(320, 240))
+    assert fg.fractions(small, 0.0, [(400, 300, 50, 50), (0, 0, 10, 10)]) == [0.0, 0.0]
+    big = shelf(size=(1280, 720))
+    assert fg.fractions(big, 0.1, [ROI]) == [0.0]  # a new size starts a new background, not a full-frame change
+    assert fg.mask is not None and fg.mask.shape == (180, 320)
