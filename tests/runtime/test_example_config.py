@@ -77,7 +77,10 @@ def test_the_example_cameras_publish_their_scenario_state(example: Path):
     assert not summary.interrupted and all(c["error"] is None for c in summary.cameras)
     shelf = runner.registry.camera("shelf").snapshot()["scenario"]
     assert shelf["scenario"] == "retail" and len(shelf["slots"]) == 20
-    assert all(slot["state"] in STATES for slot in shelf["slots"].values())  # every slot settled on a state
+    slots = shelf["slots"].values()
+    # the tiny model is untrained: most of its readings are below `min_score` and a slot without a confident one
+    # (or hidden by the shopper the whole time) has no state yet
+    assert all(slot["state"] in (*STATES, None) for slot in slots) and any(slot["state"] in STATES for slot in slots)
     street = runner.registry.camera("street").snapshot()
     assert street["scenario"]["scenario"] == "security"
     assert any(e["kind"] == "zone_enter" for e in street["events"])
