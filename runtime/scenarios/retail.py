@@ -121,7 +121,7 @@ class RetailScenario(Scenario):
         if not 0 < self.motion_fraction <= 1:  # 0 would hide every slot for good
             raise self.error("occlusion.motion_fraction", f"got {self.motion_fraction!r}", "use a share in (0, 1]")
         motion = occ.get("motion", "auto")
-        if motion not in ("auto", True, False):
+        if motion != "auto" and not isinstance(motion, bool):
             raise self.error("occlusion.motion", f"got {motion!r}", "use auto, true or false")
         if motion == "auto":  # without a detector that sees people, a background model is the only way to see them
             motion = not (self.occluders & set(self.class_names))

@@ -70,6 +70,7 @@ def replay(video: Any, config: dict[str, Any], boxes: bool = False, seed: int = 
                 dets = Detections(xyxy, np.full(len(xyxy), 0.9), np.zeros(len(xyxy), np.int64))
             frame = Frame(image, timestamp=f / video.fps, index=f)
             for e in sc.update(frame, dets, [], readings(truth, hidden, rng)):
+                assert not e.data["occluded"], e  # no event ever comes from a frame where its slot was hidden
                 slot = int(e.data["slot"][1:])
                 out.events.append((f, e.kind, e.data["slot"]))
                 if truth[slot] in WRONG[e.kind]:

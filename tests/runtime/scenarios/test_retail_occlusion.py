@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.scenarios import RetailScenario, create_scenario
+from edgecam.runtime.scenarios.foreground import Foreground
 from edgecam.runtime.types import Event, Frame
 from tests.runtime.scenarios import classification, detections
 from tests.runtime.scenarios.test_foreground import noisy, shelf, with_blob
@@ -190,6 +193,7 @@ def test_min_seconds_holds_a_change_back():
     ("config", "key"),
     [
         ({"occlusion": {"motion": "yes"}}, "occlusion.motion"),
+        ({"occlusion": {"motion": 1}}, "occlusion.motion"),
         ({"occlusion": {"motion_fraction": 0}}, "occlusion.motion_fraction"),
         ({"occlusion": {"settle_seconds": -1}}, "occlusion.settle_seconds"),
         ({"min_score": 1.5}, "min_score"),
@@ -200,3 +204,37 @@ def test_config_errors_name_the_key(config, key):
     with pytest.raises(EdgecamError, match=key) as err:
         make(**config)
     assert err.value.fix
+
+
+anything = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=6), st.lists(st.none())
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    occlusion=st.dictionaries(st.sampled_from(["motion", "motion_fraction", "settle_seconds"]), anything, max_size=3),
+    top=st.dictionaries(st.sampled_from(["min_score", "min_seconds"]), anything, max_size=2),
+)
+def test_any_occlusion_settings_are_a_scenario_or_an_edgecam_error(occlusion, top):
+    try:
+        make(occlusion=occlusion, **top)
+    except EdgecamError as exc:
+        assert str(exc) and exc.fix
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    frames=st.lists(
+        st.tuples(st.sampled_from([(8, 8), (64, 48), (1280, 720)]), st.floats(-10, 1e9), st.integers(0, 255)),
+        min_size=1,
+        max_size=6,
+    ),
+    rois=st.lists(st.tuples(*[st.integers(-2000, 2000)] * 2, *[st.integers(1, 2000)] * 2), max_size=4),
+)
+def test_the_background_answers_any_frame_sequence(frames, rois):
+    """Sizes change, clocks jump back, ROIs lie outside: every answer is a share between 0 and 1."""
+    fg = Foreground(1.0)
+    for (w, h), ts, grey in frames:
+        shares = fg.fractions(np.full((h, w, 3), grey, np.uint8), ts, rois)
+        assert len(shares) == len(rois) and all(0.0 <= s <= 1.0 for s in shares)
