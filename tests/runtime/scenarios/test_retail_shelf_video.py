@@ -6,6 +6,7 @@ contradicts; with it (the running background, or person boxes) there are none.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ def video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     video = synth.make_shelf_video(path, seconds=6, fps=10, size=(640, 360), seed=request.param)
     assert sum(1 for s in video.shoppers if s) >= 10  # the shopper walks past while the video runs
     return video
+
+
+def test_the_truth_file_records_the_shopper(video):
+    meta = json.loads(video.path.with_suffix(".json").read_text())
+    assert [[list(b) for b in boxes] for boxes in video.shoppers] == meta["shoppers"]
+    assert len(meta["shoppers"]) == video.n_frames
+    w, h = meta["size"]
+    assert all(0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h for boxes in video.shoppers for x1, y1, x2, y2 in boxes)
 
 
 def test_without_occlusion_handling_the_shopper_makes_false_events(video):
