@@ -161,7 +161,8 @@ class Debounced(Generic[T]):
         if value != self._candidate or self._count == 0:
             self._candidate, self._count, self.candidate_since = value, 0, timestamp
         self._count += 1
-        if self._count >= self.frames and timestamp - self.candidate_since >= self.seconds:
+        held = timestamp - (self.candidate_since if self.candidate_since is not None else timestamp)
+        if self._count >= self.frames and held >= self.seconds:
             self.value, self._count = value, 0  # candidate_since stays: when the new value was first seen
             return True
         return False
