@@ -209,7 +209,7 @@ class VideoFileSource(Source):
         self._pos = -1  # the position of the last read in the current pass
         self._base = 0  # frames in the passes before this one: `Frame.index` keeps increasing over a loop
         self._offset = 0.0  # seconds of the passes before this one
-        self._last_ts = 0.0
+        self._last_ts, self._last_pos = 0.0, -1  # the last delivered frame's
         self._first = self._read()
         if self._first is None:
             self._cap.release()
@@ -220,7 +220,7 @@ class VideoFileSource(Source):
 
     def _read(self) -> Frame | None:
         frame = self._read_pass()
-        if frame is None and self.loop and self._pos >= 0 and not self._closed and self._rewind():
+        if frame is None and self.loop and self._last_pos >= 0 and not self._closed and self._rewind():
             frame = self._read_pass()  # None again: the file stopped decoding (replaced, truncated): the end
         return frame
 
@@ -231,7 +231,7 @@ class VideoFileSource(Source):
         if not self._cap.isOpened():
             warn(f"{self.spec}: cannot reopen the video to loop it; the source ends")
             return False
-        self._base += self._pos + 1
+        self._base += self._last_pos + 1  # the failed reads that signalled the end take no index
         self._offset = self._last_ts + 1.0 / (self.fps or DEFAULT_LOOP_FPS)  # one frame after the last one
         self._pos = -1
         self.passes += 1
@@ -259,7 +259,7 @@ class VideoFileSource(Source):
                 continue
             self._stats.read += 1
             self._stats.corrupt += pending
-            self._last_ts = frame.timestamp
+            self._last_ts, self._last_pos = frame.timestamp, self._pos
             return frame
         return None
 
