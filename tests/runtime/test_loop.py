@@ -107,8 +107,9 @@ def test_sigterm_stops_a_looped_run(tiny_bundle, five_frames, tmp_path):
     assert len(lines) > 2 * N and [line["frame"] for line in lines] == list(range(len(lines)))
 
 
-def test_loop_with_config_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("flags", [["--loop"], ["--save-images", "out"]])
+def test_single_source_flags_with_config_are_refused(tmp_path, capsys, flags):
     from edgecam.cli import main
 
-    assert main(["run", "--config", str(tmp_path / "cameras.yaml"), "--loop"]) == 2
-    assert "drop --loop" in capsys.readouterr().err
+    assert main(["run", "--config", str(tmp_path / "cameras.yaml"), *flags]) == 2
+    assert f"drop {flags[0]}" in capsys.readouterr().err
