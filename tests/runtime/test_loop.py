@@ -75,10 +75,10 @@ def test_a_looped_camera_is_paced_and_ends_at_its_duration(tiny_bundle, five_fra
     camera.update(loop=True, max_fps=20, sinks={"jsonl": "demo.jsonl"})
     config = parse_runtime_config({"cameras": [camera]}, tmp_path / "cameras.yaml", tmp_path)
     t0 = time.monotonic()
-    summary = MultiCameraRunner(config).run(duration=1.5)
+    summary = MultiCameraRunner(config).run(duration=3.0)  # model loading counts in it
     assert time.monotonic() - t0 < 10
     lines = lines_of(tmp_path / "demo.jsonl")
-    assert N < len(lines) <= 1.5 * 20 + 3  # looped, and no faster than max_fps
+    assert N < len(lines) <= 3.0 * 20 + 3  # looped, and no faster than max_fps (unpaced: hundreds)
     assert increasing([line["frame"] for line in lines]) and increasing([line["timestamp"] for line in lines])
     assert summary.cameras[0]["error"] is None
 
