@@ -353,6 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         single = {"BUNDLE": args.bundle, "--source": args.source, "--roi": args.roi, "--save-video": args.save_video}
         single.update({"--jsonl": args.jsonl, "--variant": args.variant, "--max-frames": args.max_frames})
         single.update({"--threads": args.threads, "--conf": args.conf, "--iou": args.iou})
+        single.update({"--save-images": args.save_images, "--loop": args.loop or None})
         given = [k for k, v in single.items() if v is not None and v != []]
         if given:
             raise EdgecamError(f"--config runs the cameras of the YAML file: drop {', '.join(given)}")
@@ -382,6 +383,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         variant=args.variant,
         rois=args.roi or None,
         save_video=args.save_video,
+        save_images=args.save_images,
+        loop=args.loop,
         jsonl=args.jsonl,
         max_frames=args.max_frames,
         threads=args.threads,
@@ -644,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="bundle variant to run")
     p.add_argument("--roi", type=_roi, action="append", help="x,y,w,h region to classify (repeatable)")
     p.add_argument("--save-video", type=Path, help="write an annotated video (.mp4 or .avi)")
+    p.add_argument(
+        "--save-images",
+        type=Path,
+        help="image folders: write one annotated image per input image into this folder, under the input's name",
+    )
+    p.add_argument("--loop", action="store_true", help="video files: replay from the start forever (a live demo)")
     p.add_argument("--jsonl", type=Path, help="write per-frame results as JSON lines")
     p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
     p.add_argument("--threads", type=_positive_int, help="inference threads")
