@@ -71,7 +71,7 @@ def load_truth(path: Path) -> dict[str, Any]:
         raise EdgecamError(f"cannot read the truth file: {exc.strerror}", path=path, fix="check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise EdgecamError("not a JSON ground-truth file", path=path, fix=fix) from None
-    if not isinstance(truth, dict) or not isinstance(truth.get("fps"), (int, float)) or truth["fps"] <= 0:
+    if not isinstance(truth, dict) or not _finite(truth.get("fps")) or truth["fps"] <= 0:
         raise EdgecamError("not a ground-truth file (no positive `fps`)", path=path, fix=fix)
     version = truth.get("version", 1)
     if version not in TRUTH_VERSIONS:
@@ -87,7 +87,10 @@ def load_truth(path: Path) -> dict[str, Any]:
         if ids is not None and (
             not isinstance(ids, list)
             or len(ids) != len(truth["boxes"])
-            or any(len(i) != len(b) for i, b in zip(ids, truth["boxes"], strict=True))
+            or any(
+                not isinstance(i, list) or not isinstance(b, list) or len(i) != len(b)
+                for i, b in zip(ids, truth["boxes"], strict=True)
+            )
         ):
             raise EdgecamError("`ids` must list one id per box in every frame", path=path, fix=fix)
     else:
@@ -385,6 +388,8 @@ def _truths(
         names = truth.get("slots")
         if config is not None:
             scenario = load_scenario(config, camera, ("empty", "low", "stocked"))
+            if not hasattr(scenario, "slots"):
+                raise EdgecamError(f"camera {scenario.source_id!r} runs no retail scenario", path=config)
             names = _slot_names(scenario, truth["rois"], config)
             oos_seconds = scenario.oos_seconds if oos_seconds is None else oos_seconds
         elif not isinstance(names, list) or len(names) != len(truth["rois"]):
