@@ -17,7 +17,7 @@ from edgecam.runtime.cameras import MultiCameraRunner
 from edgecam.runtime.scenarios import create_scenario
 from edgecam.runtime.scenarios.retail import SLOT_LABELS
 from edgecam.runtime.scoring import RETAIL_KINDS
-from tests.runtime.scenarios import classification, frame
+from tests.runtime.scenarios import classification, frame, track
 
 FPS, SECONDS, SIZE, SEED = 5, 12, (320, 240), 7  # seed 7: a slot is emptied, one restocked, the shopper walks by
 
@@ -84,3 +84,38 @@ def test_a_real_run_on_the_video_is_scored(shelf, tmp_path, tiny_bundle, capsys)
     report = json.loads(capsys.readouterr().out)
     assert report["all"]["predicted"] == sum(e["kind"] in RETAIL_KINDS for e in written)
     assert report["all"]["tp"] + report["all"]["fp"] == report["all"]["predicted"]
+
+
+STREET_ZONES = {
+    "zones": [{"name": "frontage", "polygon": [[0, 170], [640, 170], [640, 360], [0, 360]], "loiter_seconds": 4}],
+    "lines": [{"name": "crossing", "points": [[320, 170], [320, 360]], "classes": ["person", "vehicle"]}],
+    "tamper": False,
+}  # examples/cameras.yaml's street zone and line at 640x360
+
+
+@pytest.mark.parametrize("cooldown", [0, 10])
+def test_the_security_scenario_fed_the_street_truth(tmp_path, capsys, cooldown):
+    """Boxes straight from the truth as confirmed tracks: with no cool-down every zone and line event is right;
+    the default 10 s cool-down per zone / line keeps only the first of each burst (right, but most are missed)."""
+    train_synth = pytest.importorskip("edgecam.train.synth")
+    video = train_synth.make_security_video(tmp_path / "street.mp4", seconds=SECONDS, fps=FPS, size=(640, 360), seed=3)
+    config = {**STREET_ZONES, "cooldown_seconds": cooldown}
+    sc = create_scenario("security", config, ("person", "vehicle"), "street")
+    out = tmp_path / "events.jsonl"
+    with out.open("w") as fh:
+        for f, (boxes, ids) in enumerate(zip(video.boxes, video.ids, strict=True)):
+            cls = [("person", "vehicle").index(b.cls) for b in boxes]
+            tracks = [track(i, b.xyxy, class_id=c) for b, i, c in zip(boxes, ids, cls, strict=True)]
+            events = [e.to_dict() for e in sc.update(frame(f / FPS), None, tracks, None)]
+            fh.write(json.dumps({"frame": f, "timestamp": f / FPS, "results": [], "events": events}) + "\n")
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text(
+        yaml.safe_dump({"cameras": [{"name": "street", "scenario": "security", "scenario_config": config}]})
+    )
+    truth_path = str(video.path.with_suffix(".json"))
+    assert main(["score-events", str(out), "--truth", truth_path, "--config", str(cameras), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    kinds = {r["kind"] for r in report["rows"] if r["true"]}
+    assert {"zone_enter", "zone_exit", "line_cross in", "line_cross out"} <= kinds
+    assert report["all"]["precision"] == 1.0
+    assert (report["all"]["recall"] == 1.0) == (cooldown == 0), report
