@@ -95,7 +95,13 @@ def cmd_score_events(args: argparse.Namespace) -> int:
     report = score_events(
         args.events, args.truth, args.config, args.camera, args.tolerance, args.max_delay, args.oos_seconds
     )
-    _emit(args, report, format_table(report))
+    text = format_table(report)
+    if args.tracks:
+        from edgecam.bench.track_score import format_tracks, score_tracks
+
+        report["tracking"] = score_tracks(args.events, args.truth, args.iou)
+        text += "\n" + format_tracks(report["tracking"])
+    _emit(args, report, text)
     return 0
 
 
@@ -675,6 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the tolerance for the others; time a slot is occluded is added)",
     )
     p.add_argument("--oos-seconds", type=float, help="the retail oos_seconds (default: --config's, else 10)")
+    p.add_argument("--tracks", action="store_true", help="street: also MOTA, IDF1, ID switches (needs the bench extra)")
+    p.add_argument("--iou", type=float, default=0.5, help="with --tracks: IoU a box needs to match (%(default)s)")
 
     p = add("verify", cmd_verify, "device self-test: every file's sha256, then the golden frames on each backend")
     p.add_argument("bundle")
