@@ -20,6 +20,10 @@ delay is `max_delay` if given, else the type's built-in wait (`oos_seconds` for 
 tolerance, and `hidden` is the time the slot was occluded before the alert could be due (the scenario does not
 count time behind a shopper). True events are taken in order of their window's end, each matched to the earliest
 free prediction inside its window: with windows of equal length this gives the most matches. Delay = p - t.
+
+The truth is what happened, not what the scenario's settings let through: an event its cool-down suppressed is a
+miss, and so may be a gap only just longer than `oos_seconds` (the scenario also waits `min_frames` to believe a
+state). Timestamps are positions in the video file (frame / fps), so runs on files are scored, not live cameras.
 """
 
 from __future__ import annotations
