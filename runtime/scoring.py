@@ -361,10 +361,12 @@ def score_events(
     preds, ignored = predicted(events, scene)
     try:
         truths, kinds, params = _truths(truth, truth_path, config, camera, tolerance, max_delay, oos_seconds)
+        report = score(truths, preds, kinds, tolerance)
+        if scene == "shelf" and truth.get("occluded"):
+            _mark_occluded(report["false_alarms"], truth, params["slots"], tolerance)
     except (TypeError, ValueError, IndexError, KeyError) as exc:  # a hand-edited file: one line, never a traceback
         fix = "regenerate it with `edgecam data video`"
         raise EdgecamError(f"malformed ground truth ({type(exc).__name__}: {exc})", path=truth_path, fix=fix) from None
-    report = score(truths, preds, kinds, tolerance)
     report.update(
         scene=scene,
         events=str(events_path),
@@ -400,6 +402,7 @@ def _truths(
             raise EdgecamError(
                 "the shelf truth names no slots (version 1)", path=truth_path, fix="give --config and --camera"
             )
+        params["slots"] = names
         params["oos_seconds"] = oos_seconds = DEFAULT_OOS_SECONDS if oos_seconds is None else oos_seconds
         truths, kinds = retail_truth(truth, names, oos_seconds, tolerance, max_delay), RETAIL_KINDS
     else:
@@ -410,6 +413,16 @@ def _truths(
             raise EdgecamError(f"camera {scenario.source_id!r} runs no security scenario", path=config)
         truths, kinds = security_truth(truth, scenario, tolerance, max_delay, truth_path), SECURITY_KINDS
     return truths, kinds, params
+
+
+def _mark_occluded(false_alarms: list[dict[str, Any]], truth: dict[str, Any], names: list[str], tol: float) -> None:
+    """Flag the false alarms raised while (or up to `tol` seconds after) a shopper covered the slot: what occlusion
+    handling should remove."""
+    fps, occluded, index = float(truth["fps"]), truth["occluded"], {n: i for i, n in enumerate(names)}
+    for fa in false_alarms:
+        i = index.get(fa["key"])
+        f0, f1 = max(0, math.floor((fa["time"] - tol) * fps)), min(len(occluded), math.floor(fa["time"] * fps) + 1)
+        fa["occluded"] = i is not None and any(i in occluded[f] for f in range(f0, f1))
 
 
 def _slot_names(scenario: Any, rois: list, config: Path) -> list[str]:
@@ -463,6 +476,9 @@ def format_table(report: dict[str, Any]) -> str:
         + f"; delays in seconds from the true change; {len(report['missed'])} missed, "
         f"{len(report['false_alarms'])} false alarms (--json lists them)"
     )
+    hidden = sum(bool(f.get("occluded")) for f in report["false_alarms"])
+    if hidden:
+        lines.append(f"{hidden} of the false alarms came while a shopper covered the slot (or just after)")
     if report["ignored"]:
         lines.append("not scored: " + ", ".join(f"{k} x{v}" for k, v in report["ignored"].items()))
     return "\n".join(lines)

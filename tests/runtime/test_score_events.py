@@ -298,3 +298,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, case, expected):
     assert main(["score-events", str(events), "--truth", str(truth), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("edgecam score-events: error:") and expected in err
+
+
+def test_false_alarms_behind_a_shopper_are_flagged(tmp_path, capsys):
+    labels = runs(("stocked", 20))
+    occluded = [[0] if 5 <= f < 8 else [] for f in range(len(labels))]
+    truth = shelf_truth(tmp_path, labels, occluded=occluded)
+    times = [6.0, 9.5, 15.0]  # behind the shopper, just after (within the 2 s tolerance), long after
+    events = jsonl(tmp_path, [ev("low_stock", t, slot="s0") for t in times])
+    report = score_events(events, truth)
+    assert [(f["time"], f["occluded"]) for f in report["false_alarms"]] == [(6.0, True), (9.5, True), (15.0, False)]
+    assert main(["score-events", str(events), "--truth", str(truth)]) == 0
+    assert "2 of the false alarms came while a shopper covered the slot" in capsys.readouterr().out
