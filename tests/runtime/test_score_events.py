@@ -240,14 +240,20 @@ def test_cli_table_and_json(tmp_path, capsys):
     assert table[1].split()[:8] == ["out_of_stock", "3", "2", "1", "1", "2", "0.50", "0.33"]
 
 
-def test_cli_reads_slots_and_oos_seconds_from_the_config(tmp_path, capsys):
+@pytest.mark.parametrize("version", [1, 2])
+def test_cli_reads_slots_and_oos_seconds_from_the_config(tmp_path, capsys, version):
     truth = shelf_truth(tmp_path, THREE_GAPS)
+    if version == 1:  # written before truths had a version and slot names
+        old = json.loads(truth.read_text())
+        del old["version"], old["slots"]
+        truth.write_text(json.dumps(old))
     slots = [{"name": "cola", "roi": [1, 0, 49, 50]}]  # drawn by hand: close to the truth's roi, not equal
     config = cameras_yaml(tmp_path, "retail", {"slots": slots, "oos_seconds": 4})
     events = jsonl(tmp_path, [ev("out_of_stock", 14.0, slot="cola")])
     assert main(["score-events", str(events), "--truth", str(truth), "--config", str(config), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["params"]["oos_seconds"] == 4 and row(report, "out_of_stock")["tp"] == 1
+    assert report["truth_version"] == version and report["params"]["slots"] == ["cola"]
 
 
 def test_help_shows_the_default_tolerance(capsys):
