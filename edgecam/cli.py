@@ -89,6 +89,22 @@ def cmd_data_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score_events(args: argparse.Namespace) -> int:
+    from edgecam.runtime.scoring import format_table, score_events
+
+    report = score_events(
+        args.events, args.truth, args.config, args.camera, args.tolerance, args.max_delay, args.oos_seconds
+    )
+    text = format_table(report)
+    if args.tracks:
+        from edgecam.bench.track_score import format_tracks, score_tracks
+
+        report["tracking"] = score_tracks(args.events, args.truth, args.iou)
+        text += "\n" + format_tracks(report["tracking"])
+    _emit(args, report, text)
+    return 0
+
+
 # ---------------------------------------------------------------- train / val / export
 _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("data", str, "dataset folder (ImageFolder: <class>/<images>, optional train/ and val/)"),
@@ -353,6 +369,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         single = {"BUNDLE": args.bundle, "--source": args.source, "--roi": args.roi, "--save-video": args.save_video}
         single.update({"--jsonl": args.jsonl, "--variant": args.variant, "--max-frames": args.max_frames})
         single.update({"--threads": args.threads, "--conf": args.conf, "--iou": args.iou})
+        single.update({"--save-images": args.save_images, "--loop": args.loop or None})
         given = [k for k, v in single.items() if v is not None and v != []]
         if given:
             raise EdgecamError(f"--config runs the cameras of the YAML file: drop {', '.join(given)}")
@@ -382,6 +399,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         variant=args.variant,
         rois=args.roi or None,
         save_video=args.save_video,
+        save_images=args.save_images,
+        loop=args.loop,
         jsonl=args.jsonl,
         max_frames=args.max_frames,
         threads=args.threads,
@@ -644,11 +663,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="bundle variant to run")
     p.add_argument("--roi", type=_roi, action="append", help="x,y,w,h region to classify (repeatable)")
     p.add_argument("--save-video", type=Path, help="write an annotated video (.mp4 or .avi)")
+    p.add_argument(
+        "--save-images",
+        type=Path,
+        help="image folders: write one annotated image per input image into this folder, under the input's name",
+    )
+    p.add_argument("--loop", action="store_true", help="video files: replay from the start forever (a live demo)")
     p.add_argument("--jsonl", type=Path, help="write per-frame results as JSON lines")
     p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
     p.add_argument("--threads", type=_positive_int, help="inference threads")
     p.add_argument("--conf", type=float, help="detection score threshold (default: the bundle's)")
     p.add_argument("--iou", type=float, help="detection NMS IoU threshold (default: the bundle's)")
+
+    p = add("score-events", cmd_score_events, "precision, recall and delay of a run's events against a video's truth")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "matching rules: see edgecam/runtime/scoring.py (python -m pydoc edgecam.runtime.scoring)"
+    p.add_argument("events", type=Path, help="the run's JSON lines (edgecam run --jsonl, or a jsonl sink)")
+    p.add_argument("--truth", type=Path, required=True, help="the video's ground truth (.json from edgecam data video)")
+    p.add_argument("--config", type=Path, help="cameras YAML with the camera's slots or zones and lines")
+    p.add_argument("--camera", help="which camera of --config (needed when it has several)")
+    p.add_argument("--tolerance", type=float, default=2.0, help="seconds an event may be early or late (%(default)s)")
+    p.add_argument(
+        "--max-delay",
+        type=float,
+        help="seconds an event may come after the true change (default: oos_seconds + tolerance for out_of_stock, "
+        "the tolerance for the others; time a slot is occluded is added)",
+    )
+    p.add_argument("--oos-seconds", type=float, help="the retail oos_seconds (default: --config's, else 10)")
+    p.add_argument("--tracks", action="store_true", help="street: also MOTA, IDF1, ID switches (needs the bench extra)")
+    p.add_argument("--iou", type=float, default=0.5, help="with --tracks: IoU a box needs to match (%(default)s)")
 
     p = add("verify", cmd_verify, "device self-test: every file's sha256, then the golden frames on each backend")
     p.add_argument("bundle")

@@ -23,11 +23,12 @@ later mid-run. Relative paths are relative to the YAML file. Every key is descri
         tracker: {max_lost: 1.0}            # optional ByteTracker settings (detection bundles)
         max_fps: 10                         # optional
         stride: 1
+        loop: false                         # video files: replay forever (frame index and time run on)
         resolution: [640, 360]              # optional: frames are resized to [width, height]
         motion: {method: mog2, min_area: 0.005, max_skip_seconds: 5, mask: [[[0, 0], [200, 0], [200, 24]]]}
         reconnect: {stall_seconds: 5, max_attempts: null, backoff: {initial: 0.5, early_max: 2, max: 30}}
         sinks: {video: out/door.mp4, jsonl: out/door.jsonl, snapshots: out/door, snapshot_max_count: 200,
-                snapshot_max_mb: 50}
+                snapshot_max_mb: 50}        # image folders: `images: out/pictures` (one annotated picture each)
 """
 
 from edgecam.runtime.config import (  # the models live in runtime/config/; this module keeps the old import path

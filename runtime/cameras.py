@@ -103,7 +103,7 @@ class CameraRunner:
     def open(self, capture_factory: CaptureFactory | None = None) -> None:
         """Open the source and the output files on the caller's thread: a bad file fails before anything runs."""
         c = self.cfg
-        options = {"resolution": c.resolution, "reconnect": c.reconnect, "on_event": self._source_event}
+        options = {"resolution": c.resolution, "reconnect": c.reconnect, "on_event": self._source_event, "loop": c.loop}
         src = open_source(c.source, c.max_fps, c.stride, capture_factory=capture_factory, **options)
         self.source = self._stack.enter_context(src)
         self.processor.check_size(self.source.size)  # files know their size: a bad ROI fails before any output

@@ -19,7 +19,7 @@ from edgecam.runtime.camera_config import parse_runtime_config
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.processor import ROI, task_runner, validate_rois
 from edgecam.runtime.redact import mask_url
-from edgecam.runtime.sources import CaptureFactory, is_live, source_not_found
+from edgecam.runtime.sources import CaptureFactory, is_image_source, is_live, source_not_found
 
 __all__ = ["RunSummary", "run", "validate_rois"]
 
@@ -102,11 +102,15 @@ def run(
     conf: float | None = None,
     iou: float | None = None,
     capture_factory: CaptureFactory | None = None,
+    save_images: Path | None = None,
+    loop: bool = False,
 ) -> RunSummary:
     """Run a bundle on a source until it ends, `max_frames` is reached or Ctrl-C; returns the run's summary.
 
     `conf` / `iou` override a detector's thresholds (None = the manifest's); ROIs are for classifiers only.
     Detections are not tracked (every box above `conf` is recorded); `--config` adds tracking and scenarios.
+    `save_images` (image folders) writes one annotated image per input image; `loop` replays a video file until
+    `max_frames` or Ctrl-C / SIGTERM.
     """
     from edgecam.runtime.cameras import MultiCameraRunner  # cameras.py builds on the processor, as this does
 
@@ -118,9 +122,15 @@ def run(
         raise EdgecamError("--conf and --iou are for detectors", path=loaded.root, fix="drop --conf / --iou")
     if not is_live(str(source)) and not Path(source).exists():  # named as the flag gave it, not as a config key
         raise source_not_found(str(source))
+    if save_images is not None and (is_live(str(source)) or not is_image_source(str(source))):
+        raise EdgecamError("--save-images is for image folders", fix="use --save-video for a video file or camera")
+    if loop and (is_live(str(source)) or is_image_source(str(source))):
+        raise EdgecamError("--loop is for video files", fix="drop --loop")
     camera: dict[str, Any] = {"name": "main", "source": str(source), "bundle": str(bundle), "backend": backend}
     camera.update(variant=variant, rois=[list(r) for r in rois or ()], track=False, conf=conf, iou=iou)
-    camera["sinks"] = {k: str(v) for k, v in (("video", save_video), ("jsonl", jsonl)) if v is not None}
+    outputs = (("video", save_video), ("images", save_images), ("jsonl", jsonl))
+    camera["sinks"] = {k: str(v) for k, v in outputs if v is not None}
+    camera["loop"] = loop
     engine = {"workers": 2, "threads": threads}
     config = parse_runtime_config({"cameras": [camera], "engine": engine}, "edgecam run", Path.cwd())
     runner = MultiCameraRunner(config, capture_factory=capture_factory)

@@ -24,6 +24,7 @@ from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.model import Model, Pending
 from edgecam.runtime.motion import MotionGate
 from edgecam.runtime.scenarios import create_scenario
+from edgecam.runtime.sinks.images import ImageSink
 from edgecam.runtime.sinks.jsonl import JsonlSink, to_jsonable
 from edgecam.runtime.sinks.snapshots import SnapshotSink
 from edgecam.runtime.sinks.video import VideoSink
@@ -110,7 +111,7 @@ class FrameResult:
 
 
 class FrameProcessor:
-    """One camera's per-frame work and its file outputs (JSON lines, video, snapshots).
+    """One camera's per-frame work and its file outputs (JSON lines, video, per-image pictures, snapshots).
 
     `emit` receives every event (the camera publishes it to MQTT and the live state); `on_jpeg`, when given,
     receives an annotated JPEG at most `LIVE_VIEW_FPS` times a second; `fps` tells the overlay the current rate.
@@ -143,6 +144,7 @@ class FrameProcessor:
         self.reset_tracker = False  # set after a reconnect: the old tracks are meaningless
         self.jsonl: JsonlSink | None = None
         self.video: VideoSink | None = None
+        self.images: ImageSink | None = None
         self.snapshots: SnapshotSink | None = None
         self.failed_outputs: dict[str, str] = {}  # output -> why it stopped (a full disk): the run reports it
         self._stack = ExitStack()
@@ -174,17 +176,21 @@ class FrameProcessor:
             self.jsonl = self._stack.enter_context(JsonlSink(s.jsonl, self.model.class_names))
         if s.video:
             self.video = self._stack.enter_context(VideoSink(s.video, fps=source_fps or DEFAULT_VIDEO_FPS))
+        if s.images:
+            self.images = ImageSink(s.images)
         if s.snapshots:
             self.snapshots = SnapshotSink(s.snapshots, s.snapshot_max_count, int(s.snapshot_max_mb * 1e6))
 
     def outputs(self) -> dict[str, str]:
         s = self.cfg.sinks
-        return {k: str(v) for k, v in (("video", s.video), ("jsonl", s.jsonl), ("snapshots", s.snapshots)) if v}
+        named = (("video", s.video), ("images", s.images), ("jsonl", s.jsonl), ("snapshots", s.snapshots))
+        return {k: str(v) for k, v in named if v}
 
     @property
     def all_outputs_failed(self) -> bool:
         """Every file output that was configured has stopped (a full disk): nothing is written any more."""
-        return bool(self.failed_outputs) and self.jsonl is None and self.video is None and self.snapshots is None
+        files = (self.jsonl, self.video, self.images, self.snapshots)
+        return bool(self.failed_outputs) and all(f is None for f in files)
 
     def close(self) -> None:
         """Flush and close the files (the video is finalised): safe to call twice; a failure is reported, not
@@ -203,6 +209,8 @@ class FrameProcessor:
             self.video = None
         elif name == "jsonl":
             self.jsonl = None
+        elif name == "images":
+            self.images = None
 
     # --- the frame --------------------------------------------------------------------------------------------
     def process(self, frame: Frame) -> FrameResult:
@@ -273,7 +281,7 @@ class FrameProcessor:
         frame, events = result.frame, result.events
         jpeg_due = self.on_jpeg is not None and time.monotonic() - self._last_jpeg >= 1.0 / LIVE_VIEW_FPS
         wants_snapshot = self.snapshots is not None and any(e.data.get("snapshot") for e in events)
-        if self.video is not None or jpeg_due or wants_snapshot:
+        if self.video is not None or self.images is not None or jpeg_due or wants_snapshot:
             t0 = time.perf_counter()
             result.image = self._draw(result)
             self.times.add("annotate", time.perf_counter() - t0)
@@ -305,6 +313,12 @@ class FrameProcessor:
                 wrote = True
             except EdgecamError as exc:
                 self._output_failed("video", exc)
+        if self.images is not None and result.image is not None and frame.file is not None:
+            try:
+                self.images.save(result.image, frame.file)
+                wrote = True
+            except EdgecamError as exc:
+                self._output_failed("images", exc)
         if jpeg_due and result.image is not None and self.on_jpeg is not None:
             ok, jpeg = cv2.imencode(".jpg", result.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
             if ok:

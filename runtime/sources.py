@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ silence_ffmpeg_logs()  # before this process opens its first capture: later it h
 IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTS))
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 OPEN_TIMEOUT_MS = 5000  # an unreachable URL fails after this instead of hanging
+DEFAULT_LOOP_FPS = 25.0  # the gap between a looped file's passes when the file does not give its rate
 
 
 class Capture(Protocol):
@@ -85,10 +86,10 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def as_frame(image: Any, timestamp: float, source_id: str, index: int) -> Frame | None:
+def as_frame(image: Any, timestamp: float, source_id: str, index: int, file: str | None = None) -> Frame | None:
     """A Frame, or None when the decoder handed back something that is not a BGR image (a corrupt frame)."""
     try:
-        return Frame(image, timestamp=timestamp, source_id=source_id, index=index)
+        return Frame(image, timestamp=timestamp, source_id=source_id, index=index, file=file)
     except ValueError:
         return None
 
@@ -100,7 +101,7 @@ def resize_frame(frame: Frame, resolution: Resolution) -> Frame:
         return frame
     shrink = w * h < frame.width * frame.height
     image = cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return Frame(image, timestamp=frame.timestamp, source_id=frame.source_id, index=frame.index, arrived=frame.arrived)
+    return replace(frame, image=image)
 
 
 class Source:
@@ -181,7 +182,10 @@ class Source:
 
 
 class VideoFileSource(Source):
-    """Every frame of a video file in order; `Frame.timestamp` is the position in the file, in seconds."""
+    """Every frame of a video file in order; `Frame.timestamp` is the position in the file, in seconds.
+
+    With `loop` the file is reopened at its end and played again, forever: `Frame.index` and `Frame.timestamp`
+    run on from the previous pass (one frame period later), so trackers and scenarios see time go forward."""
 
     def __init__(
         self,
@@ -190,16 +194,22 @@ class VideoFileSource(Source):
         stride: int = 1,
         capture_factory: CaptureFactory = default_capture,
         resolution: Resolution | None = None,
+        loop: bool = False,
     ) -> None:
         super().__init__(spec, max_fps, stride, resolution)
-        self._cap = call_with_lower_priority(lambda: capture_factory(spec))  # its decoder threads run lower
+        self.loop, self.passes = loop, 1
+        self._open_capture = lambda: call_with_lower_priority(lambda: capture_factory(spec))  # decoders run lower
+        self._cap = self._open_capture()
         if not self._cap.isOpened():
             raise EdgecamError(
                 "cannot open the video", path=self.spec, fix="check the path and that the file is a video"
             )
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else None
-        self._index = -1
+        self._pos = -1  # the position of the last read in the current pass
+        self._base = 0  # frames in the passes before this one: `Frame.index` keeps increasing over a loop
+        self._offset = 0.0  # seconds of the passes before this one
+        self._last_ts, self._last_pos = 0.0, -1  # the last delivered frame's
         self._first = self._read()
         if self._first is None:
             self._cap.release()
@@ -209,35 +219,55 @@ class VideoFileSource(Source):
         self._set_size(self._first.width, self._first.height)
 
     def _read(self) -> Frame | None:
+        frame = self._read_pass()
+        if frame is None and self.loop and self._last_pos >= 0 and not self._closed and self._rewind():
+            frame = self._read_pass()  # None again: the file stopped decoding (replaced, truncated): the end
+        return frame
+
+    def _rewind(self) -> bool:
+        """Reopen the file for the next pass; False (the end, with a warning) when it cannot be opened again."""
+        self._cap.release()
+        self._cap = self._open_capture()
+        if not self._cap.isOpened():
+            warn(f"{self.spec}: cannot reopen the video to loop it; the source ends")
+            return False
+        self._base += self._last_pos + 1  # the failed reads that signalled the end take no index
+        self._offset = self._last_ts + 1.0 / (self.fps or DEFAULT_LOOP_FPS)  # one frame after the last one
+        self._pos = -1
+        self.passes += 1
+        return True
+
+    def _read_pass(self) -> Frame | None:
         """The next decodable frame. Failed reads followed by a good frame count as corrupt; a failing tail is EOF."""
         pending = 0
         while not self._closed:
-            if self._index >= 0:  # the first frame is never strided over
+            if self._pos >= 0:  # the first frame of a pass is never strided over
                 for _ in range(self.stride - 1):
                     if not self._cap.grab():
                         return None
-                    self._index += 1
+                    self._pos += 1
             ok, image = self._cap.read()
-            self._index += 1
+            self._pos += 1
             if not ok:
                 pending += 1
                 if pending >= 3:  # cv2 signals the end of the file with read() == False
                     return None
                 continue
-            frame = as_frame(image, self._timestamp(), self.spec, self._index)
+            frame = as_frame(image, self._timestamp(), self.spec, self._base + self._pos)
             if frame is None:
                 self._stats.corrupt += 1
                 continue
             self._stats.read += 1
             self._stats.corrupt += pending
+            self._last_ts, self._last_pos = frame.timestamp, self._pos
             return frame
         return None
 
     def _timestamp(self) -> float:
         msec = float(self._cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
-        if msec <= 0 and self._index > 0 and self.fps:
-            return self._index / self.fps
-        return msec / 1000.0
+        if msec <= 0 and self._pos > 0 and self.fps:
+            return self._offset + self._pos / self.fps
+        return self._offset + msec / 1000.0
 
     def close(self) -> None:
         if not self._closed:
@@ -252,7 +282,7 @@ class ImageFolderSource(Source):
         self, spec: str, max_fps: float | None = None, stride: int = 1, resolution: Resolution | None = None
     ) -> None:
         super().__init__(spec, max_fps, stride, resolution)
-        root = Path(spec)
+        root = self._root = Path(spec)
         paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else [root]
         # (index in the listing, path): `Frame.index` names the file even with a stride
         self._paths = list(enumerate(paths))[:: self.stride]
@@ -271,7 +301,7 @@ class ImageFolderSource(Source):
             index, path = self._paths[self._pos]
             self._pos += 1
             try:  # the same decoder as training and `edgecam val`
-                frame = as_frame(read_image(path), path.stat().st_mtime, self.spec, index)
+                frame = as_frame(read_image(path), path.stat().st_mtime, self.spec, index, self._name(path))
             except EdgecamError:
                 frame = None
             if frame is not None:
@@ -281,6 +311,10 @@ class ImageFolderSource(Source):
             self._stats.corrupt_files.append(path.name)
         self._warn_skipped()
         return None
+
+    def _name(self, path: Path) -> str:
+        """The image's name relative to the folder (its own name for a one-image source)."""
+        return path.relative_to(self._root).as_posix() if self._root.is_dir() else path.name
 
     def _warn_skipped(self) -> None:
         """One warning line naming every skipped image, once the folder is done (or closed)."""
@@ -309,8 +343,11 @@ def open_source(
     resolution: Resolution | None = None,
     reconnect: ReconnectPolicy | Any = None,
     on_event: EventCallback | None = None,
+    loop: bool = False,
 ) -> Source:
     """Open a source by its spec: "0" (camera), rtsp://, http(s)://, a video file, an image folder or image.
+
+    `loop` replays a video file from the start when it ends (`VideoFileSource`); other sources refuse it.
 
     `reconnect` (live sources only) keeps a camera that drops out or is down at start-up coming back; the camera's
     typed `reconnect` settings are taken as they are (they convert themselves)."""
@@ -319,15 +356,24 @@ def open_source(
     spec = str(spec)
     factory = capture_factory or default_capture
     if is_live(spec):
+        if loop:
+            raise EdgecamError("a live source cannot be looped", path=mask_url(spec), fix="loop is for video files")
         from edgecam.runtime.live import LiveSource  # live.py builds on this module's Source
 
         return LiveSource(spec, max_fps, stride, factory, resolution, reconnect, on_event)
-    path = Path(spec)
-    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+    if is_image_source(spec):
+        if loop:
+            raise EdgecamError("an image folder cannot be looped", path=spec, fix="loop is for video files")
         return ImageFolderSource(spec, max_fps, stride, resolution)
-    if path.is_file():
-        return VideoFileSource(spec, max_fps, stride, capture_factory=factory, resolution=resolution)
+    if Path(spec).is_file():
+        return VideoFileSource(spec, max_fps, stride, capture_factory=factory, resolution=resolution, loop=loop)
     raise source_not_found(spec)
+
+
+def is_image_source(spec: str) -> bool:
+    """An image folder or a single image file (read by `ImageFolderSource`) on disk."""
+    path = Path(spec)
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def source_not_found(spec: str) -> EdgecamError:

@@ -15,13 +15,15 @@ class Frame:
 
     `timestamp` is the frame's time in its source (seconds in a file, wall clock for a live camera); `arrived` is
     the wall-clock time it became available to the runtime (read from a camera, or due by a paced file's schedule):
-    a frame's age is measured from it."""
+    a frame's age is measured from it. `file` names the image a frame was read from (relative to its folder) for
+    image-folder sources, so results and saved pictures can be matched to their input; None for video and cameras."""
 
     image: np.ndarray
     timestamp: float = field(default_factory=time.time)
     source_id: str = "0"
     index: int = 0
     arrived: float = field(default_factory=time.time)
+    file: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, np.ndarray) or self.image.ndim != 3 or self.image.shape[2] != 3:

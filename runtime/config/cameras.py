@@ -46,17 +46,22 @@ class SinkConfig(StrictModel):
     """Per-camera outputs; relative paths start at the config file's folder."""
 
     video: Path | None = Field(None, description="annotated video file, .mp4 (mp4v) or .avi (MJPG)")
+    images: Path | None = Field(
+        None,
+        description="image-folder sources: folder for one annotated image per input image, under the input's name "
+        "(.jpg when its extension cannot be written)",
+    )
     jsonl: Path | None = Field(None, description="per-frame results and events as JSON lines")
     snapshots: Path | None = Field(None, description="folder for JPEG snapshots of alert events")
     snapshot_max_count: Int = Field(200, ge=1, description="snapshots kept at most (oldest pruned first)")
     snapshot_max_mb: Float = Field(50.0, ge=0.01, description="snapshot folder size kept at most, in MB")
 
-    @field_validator("video", "jsonl", "snapshots", mode="before")
+    @field_validator("video", "images", "jsonl", "snapshots", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("video", "jsonl", "snapshots")
+    @field_validator("video", "images", "jsonl", "snapshots")
     @classmethod
     def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return resolve(value, info.context)
@@ -184,6 +189,11 @@ class CameraConfig(StrictModel):
     )
     max_fps: Float | None = Field(None, ge=0.01, description="process at most this many frames per second")
     stride: Int = Field(1, ge=1, description="process every n-th frame")
+    loop: Bool = Field(
+        False,
+        description="video files: start again at the end, forever (frame index and time run on); "
+        "stop with Ctrl-C, SIGTERM or --duration",
+    )
     resolution: tuple[int, int] | None = Field(
         None, description=f"resize frames to [width, height] pixels (8 to {MAX_RESOLUTION} per side)"
     )
@@ -244,6 +254,14 @@ class CameraConfig(StrictModel):
         if "://" in value and not is_live(value):  # a misspelt scheme is no file name: say so, password masked
             raise fail(f"unsupported URL {mask_url(value)}", "use an rtsp://, rtsps://, http:// or https:// URL")
         return value if is_live(value) else str(resolve(Path(value), info.context))
+
+    @field_validator("loop")
+    @classmethod
+    def _loop(cls, value: bool, info: ValidationInfo) -> bool:
+        source = info.data.get("source")
+        if value and isinstance(source, str) and is_live(source):
+            raise fail(f"a live source ({mask_url(source)}) cannot be replayed", "drop `loop:`; it is for video files")
+        return value
 
     @field_validator("backend")
     @classmethod

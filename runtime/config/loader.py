@@ -19,9 +19,9 @@ from edgecam.runtime.config.base import NAME, describe, first_error, key_path
 from edgecam.runtime.config.cameras import CameraConfig, MqttConfig, RuntimeConfig
 from edgecam.runtime.config.scenarios import SCENARIO_SETTINGS
 from edgecam.runtime.errors import EdgecamError
-from edgecam.runtime.redact import mask_text
+from edgecam.runtime.redact import mask_text, mask_url
 from edgecam.runtime.scenarios import create_scenario
-from edgecam.runtime.sources import is_live
+from edgecam.runtime.sources import is_image_source, is_live
 
 
 # ---- errors ----------------------------------------------------------------------------------------------------
@@ -86,7 +86,12 @@ def parse_runtime_config(data: Any, origin: str | Path, base_dir: Path) -> Runti
         _check_camera(cam, origin)
     if config.mqtt is not None:
         _check_mqtt(config.mqtt, origin)
-    outputs = [p for c in config.cameras for p in (c.sinks.video, c.sinks.jsonl, c.sinks.snapshots) if p is not None]
+    outputs = [
+        p
+        for c in config.cameras
+        for p in (c.sinks.video, c.sinks.images, c.sinks.jsonl, c.sinks.snapshots)
+        if p is not None
+    ]
     clash = next((p for p in outputs if outputs.count(p) > 1), None)
     if clash is not None:
         raise _error(origin, None, "sinks", f"two outputs write to {clash}", "give every camera its own output files")
@@ -99,6 +104,7 @@ def _check_camera(cam: CameraConfig, origin: str | Path) -> None:
         raise _error(
             origin, cam.name, "source", f"{cam.source} not found", "check the path (relative to the YAML file)"
         )
+    _check_source_kind(cam, origin)
     try:
         manifest = load_bundle(cam.bundle)
     except EdgecamError as exc:
@@ -123,6 +129,26 @@ def _check_camera(cam: CameraConfig, origin: str | Path) -> None:
             ByteTracker(**cam.tracker)
         except EdgecamError as exc:
             raise _wrap(origin, cam.name, "tracker", exc) from None
+
+
+def _check_source_kind(cam: CameraConfig, origin: str | Path) -> None:
+    """`sinks.images` needs images to name its files after (and must not overwrite them); `loop` replays videos."""
+    folder = not is_live(cam.source) and is_image_source(cam.source)
+    if cam.sinks.images is not None:
+        if not folder:
+            raise _error(
+                origin, cam.name, "sinks.images", f"{mask_url(cam.source)} is not an image folder",
+                "use sinks.video for a video file or camera",
+            )  # fmt: skip
+        src = Path(cam.source)
+        inputs = src if src.is_dir() else src.parent
+        if cam.sinks.images.resolve() == inputs.resolve():
+            raise _error(
+                origin, cam.name, "sinks.images", "is the source folder: the input images would be overwritten",
+                "write the annotated images to another folder",
+            )  # fmt: skip
+    if cam.loop and folder:
+        raise _error(origin, cam.name, "loop", "an image folder cannot be looped", "drop `loop:`; it is for videos")
 
 
 def _check_mqtt(mqtt: MqttConfig, origin: str | Path) -> None:

@@ -70,12 +70,14 @@ class JsonlSink:
             ) from None
 
     def write(self, frame: Frame, results: Sequence[Any], **extra: Any) -> None:
-        """One line: the frame's index, timestamp and source, its results, and any extra keys. A record holding
+        """One line: the frame's index, timestamp and source (and `file`, the image's name within its folder, for
+        image-folder frames), its results, and any extra keys. A record holding
         NaN or inf is counted in `rejected` and not written (the model path drops such outputs before this)."""
         record = {
             "frame": frame.index,
             "timestamp": round(float(frame.timestamp), 6),
             "source": frame.source_id,
+            **({"file": frame.file} if frame.file is not None else {}),  # the input image, for image folders
             "results": [to_jsonable(r, self.class_names) for r in results],
             **{k: to_jsonable(v) for k, v in extra.items()},
         }

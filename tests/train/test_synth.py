@@ -285,6 +285,10 @@ def test_shelf_video_opens_with_ground_truth(tmp_path):
     meta = json.loads(video.path.with_suffix(".json").read_text())
     assert meta["labels"] == video.labels and [tuple(r) for r in meta["rois"]] == video.rois
     assert meta["classes"] == list(RETAIL_CLASSES) and meta["fps"] == 10
+    # version 2: slot names as the example config writes them, and the slots the shopper hides in each frame
+    assert meta["version"] == 2 and meta["slots"] == video.slot_names and meta["slots"][0] == "r1-1"
+    assert len(set(meta["slots"])) == len(video.rois) and len(meta["occluded"]) == video.n_frames
+    assert all(0 <= i < len(video.rois) for row in meta["occluded"] for i in row)
 
 
 def test_security_video_opens_with_boxes(tmp_path):
@@ -298,6 +302,14 @@ def test_security_video_opens_with_boxes(tmp_path):
         for b in boxes:
             assert b.cls in ("person", "vehicle")
             assert 0 <= b.xyxy[0] < b.xyxy[2] <= size[0] and 0 <= b.xyxy[1] < b.xyxy[3] <= size[1]
+    meta = json.loads(video.path.with_suffix(".json").read_text())
+    assert meta["version"] == 2 and meta["ids"] == video.ids
+    assert [len(i) for i in video.ids] == [len(b) for b in video.boxes]
+    classes: dict[int, set[str]] = {}  # an id is one actor: always the same class
+    for boxes, ids in zip(video.boxes, video.ids, strict=True):
+        for b, i in zip(boxes, ids, strict=True):
+            classes.setdefault(i, set()).add(b.cls)
+    assert classes and all(len(c) == 1 for c in classes.values())
 
 
 def test_video_rejects_bad_timing(tmp_path):

@@ -1,5 +1,11 @@
 """Demo videos with per-frame ground truth: a fixed shelf camera and a street camera.
 
+The truth (``<video>.json``) has ``"version": 2``: the shelf's also names each slot (``slots``: "r<row>-<col>",
+as in examples/cameras.yaml) and lists per frame the slots the shopper covers by ``occlusion_min_overlap`` or more
+(``occluded``) and the shopper's box clipped to the frame (``shoppers``: per frame a list of [x1, y1, x2, y2]);
+the street's gives each box the id of the person or vehicle it belongs to (``ids``, parallel to
+``boxes``). Version 1 files lack these keys; `edgecam score-events` reads both.
+
 Each scene is painted once per state; frames are composed by copying slot patches, drawing moving
 people/vehicles and adding flicker and noise, so 150 HD frames take seconds, not minutes.
 """
@@ -14,10 +20,14 @@ import cv2
 import numpy as np
 
 from edgecam.runtime.errors import EdgecamError
+from edgecam.runtime.scenarios.geometry import covered_fraction
 
 from .draw import Box, Size, apply_lighting, draw_person, gaussian_blur
 from .retail import RETAIL_CLASSES, draw_layout, facing_plan, make_layout
 from .security import DETECTION_CLASSES, draw_vehicle, street_background
+
+TRUTH_VERSION = 2
+OCCLUSION_OVERLAP = 0.2  # the retail scenario's default `occlusion.min_overlap`
 
 
 @dataclass
@@ -30,6 +40,8 @@ class ShelfVideo:
     labels: list[list[str]]
     fps: int
     n_frames: int
+    slot_names: list[str] = field(default_factory=list)
+    occluded: list[list[int]] = field(default_factory=list)  # per frame: indices of slots the shopper covers
     shoppers: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
 
 
@@ -42,6 +54,7 @@ class SecurityVideo:
     labels: list[str]
     fps: int
     n_frames: int
+    ids: list[list[int]] = field(default_factory=list)  # per frame, parallel to boxes: which actor each box is
 
 
 class _Sink:
@@ -124,6 +137,8 @@ def make_shelf_video(
     w, h = size
     canvas = painted["empty"].copy()
     shown: list[str | None] = [None] * n_slots
+    slot_boxes = [(float(g.x0), float(g.y0), float(g.x1), float(g.y1)) for g in layout.slots]
+    occluded: list[list[int]] = []
     shoppers: list[list[tuple[float, float, float, float]]] = []
     with _Sink(path, fps, size) as sink:
         for f in range(n):
@@ -133,29 +148,36 @@ def make_shelf_video(
                     shown[i] = st
             frame = canvas.copy()
             p = (f - walk_start) / walk_len
+            hidden: list[int] = []
             shoppers.append([])
             if 0.0 <= p <= 1.0:
                 x = w * (-0.15 + 1.3 * (p if direction > 0 else 1 - p))
-                box = draw_person(
-                    frame, (x, h * 1.25), h * 1.15, np.random.default_rng(walker_seed), phase=p * 6 * np.pi
-                )
-                x1, y1, x2, y2 = (round(float(v), 1) for v in box)
+                rng_p = np.random.default_rng(walker_seed)
+                shopper = draw_person(frame, (x, h * 1.25), h * 1.15, rng_p, phase=p * 6 * np.pi)
+                hidden = [i for i, b in enumerate(slot_boxes) if covered_fraction(b, shopper) >= OCCLUSION_OVERLAP]
+                x1, y1, x2, y2 = (round(float(v), 1) for v in shopper)
                 if x2 > 0 and x1 < w and y2 > 0 and y1 < h:  # drawn at least partly inside the frame
                     shoppers[-1].append((max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)))
+            occluded.append(hidden)
             sink.writer.write(_finish(frame, rng, pool, f / fps))
     rois = [(g.x0, g.y0, g.x1 - g.x0, g.y1 - g.y0) for g in layout.slots]
+    names = [f"r{g.row + 1}-{g.col + 1}" for g in layout.slots]
     meta = {
+        "version": TRUTH_VERSION,
         "rois": rois,
+        "slots": names,
         "classes": list(RETAIL_CLASSES),
         "labels": labels,
         "fps": fps,
         "n_frames": n,
         "size": list(size),
         "seed": seed,
+        "occluded": occluded,
+        "occlusion_min_overlap": OCCLUSION_OVERLAP,
         "shoppers": shoppers,
     }
     path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
-    return ShelfVideo(path, rois, labels, fps, n, shoppers)
+    return ShelfVideo(path, rois, labels, fps, n, names, occluded, shoppers)
 
 
 def make_security_video(
@@ -192,11 +214,11 @@ def make_security_video(
     )
     actors.sort(key=lambda a: a[3])
     pool = _noise_pool(rng, size, rng.uniform(1.5, 3.5))
-    all_boxes, labels = [], []
+    all_boxes, all_ids, labels = [], [], []
     with _Sink(path, fps, size) as sink:
         for f in range(n):
-            frame, boxes = bg.copy(), []
-            for kind, start, span, y, d, s in actors:
+            frame, boxes, ids = bg.copy(), [], []
+            for actor, (kind, start, span, y, d, s) in enumerate(actors):
                 p = (f - start) / span
                 if not 0.0 <= p <= 1.0:
                     continue
@@ -211,18 +233,22 @@ def make_security_video(
                 x0, y0, x1, y1 = np.clip(xyxy, 0, [w, h, w, h])
                 if x1 - x0 >= 3 and y1 - y0 >= 3:
                     boxes.append(Box((float(x0), float(y0), float(x1), float(y1)), kind))
+                    ids.append(actor)
             kinds = {b.cls for b in boxes}
             labels.append("vehicle" if "vehicle" in kinds else "person" if "person" in kinds else "clear")
             all_boxes.append(boxes)
+            all_ids.append(ids)
             sink.writer.write(_finish(frame, rng, pool, f / fps))
     meta = {
+        "version": TRUTH_VERSION,
         "classes": list(DETECTION_CLASSES),
         "labels": labels,
         "fps": fps,
         "n_frames": n,
         "size": list(size),
         "boxes": [[[*b.xyxy, b.cls] for b in bs] for bs in all_boxes],
+        "ids": all_ids,
         "seed": seed,
     }
     path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
-    return SecurityVideo(path, all_boxes, labels, fps, n)
+    return SecurityVideo(path, all_boxes, labels, fps, n, all_ids)
