@@ -163,3 +163,16 @@ def image_folder(tmp_path: Path) -> ImageFolder:
     (root / "img_02b.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     (root / "notes.txt").write_text("not an image")
     return ImageFolder(root, labels, ["img_02b.jpg"])
+
+
+@pytest.fixture
+def small_video(tmp_path: Path) -> Path:
+    """2 s of 160x120 at 10 FPS, a red box sliding over grey: what the stream server serves as a camera."""
+    path = tmp_path / "small.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 120))
+    for i in range(20):
+        image = np.full((120, 160, 3), 90, np.uint8)
+        image[40:70, 5 * i : 5 * i + 30] = (0, 0, 255)
+        writer.write(image)
+    writer.release()
+    return path

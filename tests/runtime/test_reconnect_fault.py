@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from edgecam.bench.stream_server import MjpegServer, free_port, wait_for
@@ -40,18 +38,6 @@ def proc_counts(pid: int) -> tuple[int, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
     return fds, threads
-
-
-@pytest.fixture
-def small_video(tmp_path: Path) -> Path:
-    path = tmp_path / "small.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 120))
-    for i in range(20):
-        image = np.full((120, 160, 3), 90, np.uint8)
-        image[40:70, 5 * i : 5 * i + 30] = (0, 0, 255)
-        writer.write(image)
-    writer.release()
-    return path
 
 
 @pytest.mark.fault

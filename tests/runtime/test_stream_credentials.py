@@ -15,10 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from edgecam.bench.stream_server import MjpegServer, free_port, wait_for
@@ -36,18 +33,6 @@ SECRET = "s3cretPW"
 def with_credentials(url: str) -> tuple[str, str]:
     """(the URL as the camera is configured, the URL as edgecam may show it)."""
     return url.replace("http://", f"http://admin:{SECRET}@"), url.replace("http://", "http://admin:***@")
-
-
-@pytest.fixture
-def small_video(tmp_path: Path) -> Path:
-    path = tmp_path / "small.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 120))
-    for i in range(20):
-        image = np.full((120, 160, 3), 90, np.uint8)
-        image[40:70, 5 * i : 5 * i + 30] = (0, 0, 255)
-        writer.write(image)
-    writer.release()
-    return path
 
 
 def test_edgecam_run_source_never_prints_the_password(small_video, tiny_bundle, tmp_path):
