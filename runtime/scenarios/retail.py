@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 STATES = ("stocked", "low", "empty")
 SLOT_LABELS = (*STATES, "occluded")
 GAP = "gap"
+TIME_EPS = 1e-6  # seconds: 0.2 s summed ten times is 1.9999999999999998, which must count as 2
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class RetailScenario(Scenario):
         new = st.state.value
         if new == "empty":
             st.empty_for = 0.0 if changed else st.empty_for + dt
-            if not st.out_of_stock and st.empty_for >= self.oos_seconds:
+            if not st.out_of_stock and st.empty_for >= self.oos_seconds - TIME_EPS:  # a sum of frame gaps
                 st.out_of_stock = True
                 self._emit(events, "out_of_stock", st, ts, True)
             return

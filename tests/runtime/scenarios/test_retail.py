@@ -250,3 +250,16 @@ def test_slot_classifier_model_skips_sku_checks():
     """With only a slot classifier the SKU names cannot be checked against the model, so they are accepted."""
     sc = create_scenario("retail", {"slots": [{**A, "expected_sku": "anything"}]}, SLOT_NAMES[:3], "shelf")
     assert sc.state()["slots"]["A"]["expected_sku"] == "anything"
+
+
+@pytest.mark.parametrize("fps", [3, 5, 10, 15])
+def test_out_of_stock_on_the_frame_oos_seconds_is_reached_at_any_frame_rate(fps):
+    """Empty time summed frame by frame (6.4 - 6.2 + 6.6 - 6.4 + ... at 5 FPS is 1.9999...) still reaches
+    oos_seconds on time, not a frame later (or, when a shopper steps in at that frame, seconds later)."""
+    for start in range(1, 4 * fps):
+        sc = make(oos_seconds=2, min_frames=1)
+        events = []
+        for f in range(start + 3 * fps):
+            events += sc.update(frame(f / fps), None, [], slot_results("stocked" if f < start else "empty"))
+        (oos,) = [e for e in events if e.kind == "out_of_stock"]
+        assert oos.timestamp == pytest.approx(start / fps + 2), (fps, start)
