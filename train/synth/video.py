@@ -25,9 +25,11 @@ from edgecam.runtime.scenarios.geometry import covered_fraction
 from .draw import Box, Size, apply_lighting, draw_person, gaussian_blur
 from .retail import RETAIL_CLASSES, draw_layout, facing_plan, make_layout
 from .security import DETECTION_CLASSES, draw_vehicle, street_background
+from .shelf_hard import draw_stops, plan_hard, shake_frame, shifted
 
 TRUTH_VERSION = 2
 OCCLUSION_OVERLAP = 0.2  # the retail scenario's default `occlusion.min_overlap`
+HARD_STREAM = 0x4A4D  # the hard options' own random stream: the default video does not change with them
 
 
 @dataclass
@@ -79,10 +81,12 @@ def _noise_pool(rng: np.random.Generator, size: Size, sigma: float, k: int = 6) 
     return [(rng.standard_normal((h, w, 3), dtype=np.float32) * sigma).astype(np.int16) for _ in range(k)]
 
 
-def _finish(frame: np.ndarray, rng: np.random.Generator, pool: list[np.ndarray], t: float) -> np.ndarray:
-    """Lighting flicker plus sensor noise for one frame."""
+def _finish(
+    frame: np.ndarray, rng: np.random.Generator, pool: list[np.ndarray], t: float, light: float = 1.0
+) -> np.ndarray:
+    """Lighting flicker (times the scene's `light` gain) plus sensor noise for one frame."""
     gain = 1.0 + 0.02 * np.sin(2 * np.pi * 1.3 * t) + rng.uniform(-0.015, 0.015)
-    f = cv2.convertScaleAbs(frame, alpha=gain).astype(np.int16) + pool[int(rng.integers(len(pool)))]
+    f = cv2.convertScaleAbs(frame, alpha=gain * light).astype(np.int16) + pool[int(rng.integers(len(pool)))]
     return np.clip(f, 0, 255).astype(np.uint8)
 
 
@@ -117,9 +121,18 @@ def _shelf_timeline(rng: np.random.Generator, n_slots: int, n: int) -> list[list
 
 
 def make_shelf_video(
-    path: Path | str, seconds: float = 10, fps: int = 15, size: Size = (1280, 720), seed: int = 0
+    path: Path | str,
+    seconds: float = 10,
+    fps: int = 15,
+    size: Size = (1280, 720),
+    seed: int = 0,
+    hard: bool = False,
 ) -> ShelfVideo:
-    """Write a fixed shelf camera video (mp4v) plus ``<path>.json`` with slot ROIs and per-frame states."""
+    """Write a fixed shelf camera video (mp4v) plus ``<path>.json`` with slot ROIs and per-frame states.
+
+    `hard` adds what alerts must get right (see `shelf_hard`): shoppers who stop for 1-5 s, a slot emptied and
+    restocked while hidden, drifting and stepped lighting, camera shake; the truth then also holds per frame the
+    light gain (``light``) and the shake (``shake``: [dx, dy] pixels), the ``stops`` and the ``hidden_changes``."""
     path, n = Path(path), _n_frames(seconds, fps)
     rng = np.random.default_rng(seed)
     layout = make_layout(rng, size, n_rows=int(rng.integers(3, 5)), slots_per_row=int(rng.integers(4, 7)))
@@ -131,13 +144,14 @@ def make_shelf_video(
         img, _ = draw_layout(layout, [st] * n_slots, np.random.default_rng(paint_seed), plans=plans)
         painted[st] = gaussian_blur(apply_lighting(img, np.random.default_rng(light_seed), slope=0.2), blur)
     labels = _shelf_timeline(rng, n_slots, n)
+    slot_boxes = [(float(g.x0), float(g.y0), float(g.x1), float(g.y1)) for g in layout.slots]
+    plan = plan_hard(np.random.default_rng([seed, HARD_STREAM]), slot_boxes, labels, fps, size) if hard else None
     walk_start, walk_len = rng.uniform(0.1, 0.6) * n, max(2.0, rng.uniform(1.5, 2.5) * fps)
     walker_seed, direction = int(rng.integers(2**31)), 1 if rng.random() < 0.5 else -1
     pool = _noise_pool(rng, size, rng.uniform(2.0, 4.0))
     w, h = size
     canvas = painted["empty"].copy()
     shown: list[str | None] = [None] * n_slots
-    slot_boxes = [(float(g.x0), float(g.y0), float(g.x1), float(g.y1)) for g in layout.slots]
     occluded: list[list[int]] = []
     shoppers: list[list[tuple[float, float, float, float]]] = []
     with _Sink(path, fps, size) as sink:
@@ -148,18 +162,24 @@ def make_shelf_video(
                     shown[i] = st
             frame = canvas.copy()
             p = (f - walk_start) / walk_len
-            hidden: list[int] = []
-            shoppers.append([])
+            drawn = []
             if 0.0 <= p <= 1.0:
                 x = w * (-0.15 + 1.3 * (p if direction > 0 else 1 - p))
                 rng_p = np.random.default_rng(walker_seed)
-                shopper = draw_person(frame, (x, h * 1.25), h * 1.15, rng_p, phase=p * 6 * np.pi)
-                hidden = [i for i, b in enumerate(slot_boxes) if covered_fraction(b, shopper) >= OCCLUSION_OVERLAP]
+                drawn.append(draw_person(frame, (x, h * 1.25), h * 1.15, rng_p, phase=p * 6 * np.pi))
+            dx, dy = plan.shake[f] if plan else (0, 0)
+            if plan:
+                drawn += draw_stops(frame, plan, f, fps)
+                drawn = [shifted(b, dx, dy) for b in drawn]
+                frame = shake_frame(frame, dx, dy)
+            hidden = {i for s in drawn for i, b in enumerate(slot_boxes) if covered_fraction(b, s) >= OCCLUSION_OVERLAP}
+            shoppers.append([])
+            for shopper in drawn:
                 x1, y1, x2, y2 = (round(float(v), 1) for v in shopper)
                 if x2 > 0 and x1 < w and y2 > 0 and y1 < h:  # drawn at least partly inside the frame
                     shoppers[-1].append((max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)))
-            occluded.append(hidden)
-            sink.writer.write(_finish(frame, rng, pool, f / fps))
+            occluded.append(sorted(hidden))
+            sink.writer.write(_finish(frame, rng, pool, f / fps, plan.light[f] if plan else 1.0))
     rois = [(g.x0, g.y0, g.x1 - g.x0, g.y1 - g.y0) for g in layout.slots]
     names = [f"r{g.row + 1}-{g.col + 1}" for g in layout.slots]
     meta = {
@@ -176,6 +196,14 @@ def make_shelf_video(
         "occlusion_min_overlap": OCCLUSION_OVERLAP,
         "shoppers": shoppers,
     }
+    if plan:
+        meta.update(
+            hard=True,
+            light=plan.light,
+            shake=[list(s) for s in plan.shake],
+            stops=[{"slot": names[s.slot], "frames": list(s.standing(w, fps))} for s in plan.stops],
+            hidden_changes=[{**c, "slot": names[c["slot"]]} for c in plan.changes],
+        )
     path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
     return ShelfVideo(path, rois, labels, fps, n, names, occluded, shoppers)
 
