@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= runs/demo
 
-.PHONY: install system-deps demo test test-fast soak lint format docs bench bench-real bench-scale clean
+.PHONY: install system-deps demo test test-fast soak lint format docs bench bench-real bench-scale bench-scenarios clean
 
 # torch==2.13.0 first: that exact pin takes the CPU build; a bare `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -59,12 +59,17 @@ docs: install
 # reused while the training code is unchanged).
 bench: install
 	$(BIN)/edgecam bench-report --work $(DEMO) --out BENCHMARKS.md
+	$(BIN)/edgecam bench-scenarios --work runs/bench-scenarios --bundle $(DEMO)/bundle --out BENCHMARKS.md
 	$(BIN)/edgecam bench-real --work runs/bench-real --out BENCHMARKS.md
 	$(BIN)/edgecam bench-scale --work runs/bench-scale --out BENCHMARKS.md
 
 # Only the per-frame cost and camera-scale section (after bench-real: it times the bundles that trains).
 bench-scale: install
 	$(BIN)/edgecam bench-scale --work runs/bench-scale --out BENCHMARKS.md
+
+# Only the retail alert accuracy section, on held-out synthetic shelf videos (a few minutes; needs `make demo`).
+bench-scenarios: install
+	$(BIN)/edgecam bench-scenarios --work runs/bench-scenarios --bundle $(DEMO)/bundle --out BENCHMARKS.md
 
 # Only the real-image section: edgecam's defaults vs YOLOv8n / MobileNetV3-Small trained on the same files.
 bench-real: install

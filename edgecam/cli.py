@@ -81,9 +81,13 @@ def cmd_data_video(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise EdgecamError("the video is written as MPEG-4", path=out, fix="give an --out path ending in .mp4")
+    if args.hard and args.scenario != "retail":
+        raise EdgecamError("--hard is for the retail shelf video", fix="drop --hard, or use --scenario retail")
     out.parent.mkdir(parents=True, exist_ok=True)
-    make = make_shelf_video if args.scenario == "retail" else make_security_video
-    video = make(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed)
+    if args.scenario == "retail":
+        video = make_shelf_video(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed, hard=args.hard)
+    else:
+        video = make_security_video(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed)
     result = {"video": str(out), "truth": str(out.with_suffix(".json")), "frames": video.n_frames, "fps": video.fps}
     _emit(args, result, f"wrote {video.n_frames} frames to {out} (ground truth in {out.with_suffix('.json')})")
     return 0
@@ -485,13 +489,26 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_scenarios(args: argparse.Namespace) -> int:
+    from edgecam.bench.real import write_section
+    from edgecam.bench.scenario_accuracy import run_all, section_lines
+
+    results = run_all(args.work, args.bundle)
+    command = f"edgecam bench-scenarios --work {args.work} --bundle {args.bundle} --out {args.out}"
+    path = write_section(args.out, section_lines(results, command))
+    print(f"wrote the scenario-accuracy section of {path}")
+    return 0
+
+
 def cmd_bench_report(args: argparse.Namespace) -> int:
+    from edgecam.bench.real import SECTION as REAL
     from edgecam.bench.real import read_section, write_section
     from edgecam.bench.report import write_benchmarks
     from edgecam.bench.scale import SECTION as SCALE
+    from edgecam.bench.scenario_accuracy import SECTION as SCENARIOS
 
-    # The real-image and scale sections have their own commands: rewriting the rest keeps them.
-    kept = [lines for lines in (read_section(args.out), read_section(args.out, SCALE)) if lines]
+    # The real-image, scale and scenario sections have their own commands: rewriting the rest keeps them.
+    kept = [lines for lines in (read_section(args.out, t) for t in (REAL, SCALE, SCENARIOS)) if lines]
     path = write_benchmarks(args.work, args.out, runs=args.runs)
     for lines in kept:
         write_section(path, lines)
@@ -566,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--fps", type=int, default=15)
     video.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
     video.add_argument("--seed", type=int, default=0)
+    video.add_argument(
+        "--hard",
+        action="store_true",
+        help="retail: shoppers who stop 1-5 s, a slot emptied and restocked while hidden, lighting drift and step, "
+        "camera shake (all in the ground truth)",
+    )
     video.add_argument("--json", action="store_true")
 
     p = add("train", cmd_train, "train a model; RUN_DIR/best.pt is the best checkpoint")
@@ -736,6 +759,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/bench-scale", help="videos and intermediate results")
     p.add_argument("--real-work", default="runs/bench-real", help="where make bench-real left its bundles")
     p.add_argument("--cameras", default=None, help="camera counts to sweep, e.g. 8,12,16 (default 8,12,16,20,24)")
+    p.add_argument("--out", default="BENCHMARKS.md")
+
+    p = add(
+        "bench-scenarios",
+        cmd_bench_scenarios,
+        "retail alert accuracy (precision, recall, delay, occluder false alarms) on tuning and held-out synthetic "
+        "shelf videos, normal and hard; write its section of BENCHMARKS.md (needs make demo's bundle)",
+    )
+    p.add_argument("--work", default="runs/bench-scenarios", help="videos, their cameras.yaml, JSONL and results")
+    p.add_argument("--bundle", default="runs/demo/bundle", help="the slot classifier (stocked / low / empty)")
     p.add_argument("--out", default="BENCHMARKS.md")
 
     p = add("demo", cmd_demo, "the end-to-end demo: synth data, train, export, run on a shelf video")

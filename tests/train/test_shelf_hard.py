@@ -107,3 +107,15 @@ def test_the_scenario_fed_the_hard_truth_scores_perfectly(videos, tmp_path):
     written = [json.loads(line)["events"] for line in out.read_text().splitlines()]
     kinds = {e["kind"] for es in written for e in es if e["slot"] == hard["hidden_changes"][0]["slot"]}
     assert {"out_of_stock", "restocked"} <= kinds  # the changes made behind shoppers are true events, and found
+
+
+def test_data_video_hard_flag_writes_the_hard_truth(tmp_path, capsys):
+    from edgecam.cli import main
+
+    out = tmp_path / "shelf.mp4"
+    args = ["data", "video", "--out", str(out), "--seconds", "3", "--fps", "5", "--size", "320x240", "--seed", "4"]
+    assert main([*args, "--hard", "--json"]) == 0
+    truth = json.loads(out.with_suffix(".json").read_text())
+    assert truth["hard"] is True and len(truth["shake"]) == len(truth["light"]) == 15
+    assert main(args) == 0
+    assert "shake" not in json.loads(out.with_suffix(".json").read_text())
