@@ -32,6 +32,15 @@ EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "cameras.yam
 KINDS = ("out_of_stock", "low_stock", "restocked")
 TARGET_PRECISION = TARGET_RECALL = 0.95
 DELAY_MARGIN = 1.0  # seconds over oos_seconds
+STEP_WINDOW = 5.0  # seconds after the light step in which a miss is put down to it
+CAUSES = (
+    "missed: slot changed behind a shopper",
+    "missed: due just after the light step",
+    "missed: other",
+    "false: by an occluder",
+    "false: late (after a miss)",
+    "false: other",
+)
 
 
 def _log(msg: str) -> None:
@@ -175,6 +184,44 @@ def _pooled_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def causes(row: dict[str, Any]) -> dict[str, int]:
+    """Why a video's alerts went wrong, counted: misses on the slot changed behind shoppers, misses whose alert was
+    due within `STEP_WINDOW` s after the light step, other misses; false alarms raised by an occluder (the scorer's
+    flag), late ones (a missed event of the same type and slot came before), others."""
+    truth = json.loads(Path(row["config"]).with_suffix(".json").read_text())
+    fps, light, oos = float(truth["fps"]), truth.get("light"), row["report"]["params"]["oos_seconds"]
+    behind = {c["slot"] for c in truth.get("hidden_changes", [])}
+    step = None
+    if light and len(light) > 1:
+        step = max(range(1, len(light)), key=lambda f: abs(light[f] / light[f - 1] - 1)) / fps
+    out = dict.fromkeys(CAUSES, 0)
+    missed = row["report"]["missed"]
+    for m in missed:
+        due = m["time"] + (oos if m["kind"] == "out_of_stock" else 0.0)
+        if m["key"] in behind:
+            out["missed: slot changed behind a shopper"] += 1
+        elif step is not None and step <= due < step + STEP_WINDOW:
+            out["missed: due just after the light step"] += 1
+        else:
+            out["missed: other"] += 1
+    for fa in row["report"]["false_alarms"]:
+        if fa.get("occluded"):
+            out["false: by an occluder"] += 1
+        elif any(m["kind"] == fa["kind"] and m["key"] == fa["key"] and m["time"] < fa["time"] for m in missed):
+            out["false: late (after a miss)"] += 1
+        else:
+            out["false: other"] += 1
+    return out
+
+
+def _causes_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["| videos | " + " | ".join(CAUSES) + " |", "|---|" + "---:|" * len(CAUSES)]
+    for variant in VARIANTS:
+        counts = [causes(r) for r in rows if r["variant"] == variant]
+        out.append(f"| {variant} | " + " | ".join(str(sum(c[k] for c in counts)) for k in CAUSES) + " |")
+    return out
+
+
 def _per_video_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| seed | videos | out_of_stock true / alerts / right | out_of_stock delay max (s) | low_stock P / R | "
@@ -244,6 +291,11 @@ def section_lines(results: dict[str, Any], command: str) -> list[str]:
         "",
         f"Alarms caused by an occluder: {occluder_alarms([r for r in held if r['variant'] == 'normal'])} on normal "
         f"videos, {occluder_alarms([r for r in held if r['variant'] == 'hard'])} on hard ones.",
+        "",
+        f"Where the misses and false alarms (all event types) come from, held-out seeds; a miss counts as just after "
+        f"the light step when its alert was due less than {STEP_WINDOW:g} s after it:",
+        "",
+        *_causes_table(held),
         "",
         "### Held-out seeds, per video",
         "",

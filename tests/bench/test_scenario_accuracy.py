@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgecam.bench.real import read_section, write_section
-from edgecam.bench.scenario_accuracy import SECTION, pooled, run_all, section_lines, targets
+from edgecam.bench.scenario_accuracy import CAUSES, SECTION, causes, pooled, run_all, section_lines, targets
 from edgecam.runtime.bundle import write_manifest
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.scoring import score_events
@@ -52,6 +52,13 @@ def test_pooled_rows_sum_the_videos_and_targets_follow_them(results):
     p = pooled(rows, "out_of_stock")
     per = [next(x for x in r["report"]["rows"] if x["kind"] == "out_of_stock") for r in rows]
     assert (p["true"], p["predicted"], p["tp"]) == tuple(sum(x[k] for x in per) for k in ("true", "predicted", "tp"))
+    for row in rows:  # every miss and false alarm has exactly one cause
+        c, report = causes(row), row["report"]
+        assert set(c) == set(CAUSES)
+        assert sum(v for k, v in c.items() if k.startswith("missed")) == len(report["missed"])
+        assert sum(v for k, v in c.items() if k.startswith("false")) == len(report["false_alarms"])
+        occluded = sum(bool(f.get("occluded")) for f in report["false_alarms"])
+        assert c["false: by an occluder"] == occluded
     met = {t: ok for t, _, ok in targets(rows, 3.0)}
     assert met["precision >= 0.95"] == (p["precision"] is not None and p["precision"] >= 0.95)
     assert met["recall >= 0.95"] == (p["recall"] is not None and p["recall"] >= 0.95)
@@ -82,3 +89,26 @@ def test_a_seed_in_both_sets_or_a_missing_bundle_is_an_error(tmp_path):
     (tmp_path / "b" / "edgecam.json").write_text("{}")
     with pytest.raises(EdgecamError, match="both tuning and held out"):
         run_all(tmp_path / "w", tmp_path / "b", tuning=(1, 2), held_out=(2, 3))
+
+
+def test_causes_put_each_error_down_to_the_hard_part_behind_it(tmp_path):
+    """A hand-made hard video: light steps at 5 s, slot B is changed behind shoppers."""
+    (tmp_path / "hard-1.json").write_text(
+        json.dumps({"fps": 10, "light": [1.0] * 50 + [0.8] * 150, "hidden_changes": [{"slot": "B", "frame": 30}]})
+    )
+    missed = [
+        {"kind": "out_of_stock", "key": "B", "time": 3.0},  # behind a shopper
+        {"kind": "out_of_stock", "key": "A", "time": 4.0},  # due at 7 s: 2 s after the step
+        {"kind": "low_stock", "key": "C", "time": 11.0},  # due 6 s after the step: other
+        {"kind": "low_stock", "key": "D", "time": 1.0},  # before the step: other
+    ]
+    false_alarms = [
+        {"kind": "out_of_stock", "key": "A", "time": 14.0, "occluded": False},  # late
+        {"kind": "low_stock", "key": "E", "time": 9.0, "occluded": True},
+        {"kind": "restocked", "key": "A", "time": 14.0, "occluded": False},  # no restocked was missed: other
+    ]
+    row = {
+        "config": str(tmp_path / "hard-1.yaml"),
+        "report": {"params": {"oos_seconds": 3}, "missed": missed, "false_alarms": false_alarms},
+    }
+    assert list(causes(row).values()) == [1, 1, 2, 1, 1, 1]
