@@ -8,6 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests replay the same examples on every run (`make test`, CI): a failure is one a developer can replay.
+# HYPOTHESIS_PROFILE=explore searches with fresh random examples instead.
+settings.register_profile("replay", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "replay"))
 
 COLORS = ("blue", "green", "red")  # index = the BGR channel that dominates
 

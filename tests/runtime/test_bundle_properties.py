@@ -102,7 +102,9 @@ VALUES = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.sampled_from(["detect", "classify", "../x", "/etc/passwd", "model.onnx", "letterbox", "nan", "0.5"])
     | st.lists(st.one_of(st.floats(), st.text(max_size=3), st.integers()), min_size=3, max_size=3)
-    | st.just({"strides": [8, 16, 32], "conf": 0.25})
+    | st.builds(
+        lambda: {"strides": [8, 16, 32], "conf": 0.25}
+    )  # a fresh dict per draw: one shared would nest in itself
 )
 
 
