@@ -178,8 +178,15 @@ class OcclusionSettings(StrictModel):
     settle_seconds: Float = Field(
         1.5,
         ge=0,
-        description="a change that holds still this long becomes background (a restocked slot stops hiding "
-        "itself; so does a shopper standing perfectly still)",
+        description="foreground confined to one slot (its own change: products taken or put back) never hides the "
+        "slot, and becomes background once it has held still this long",
+    )
+    max_hold_seconds: Float = Field(
+        10.0,
+        ge=0,
+        description="foreground reaching beyond the slots (a shopper, an arm) hides what it covers and becomes "
+        "background only after holding still this long (at least settle_seconds), so a shopper who stops is "
+        "not read as stock; when most of the frame changes at once (lights), the background is re-based instead",
     )
 
 

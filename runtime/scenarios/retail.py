@@ -25,7 +25,8 @@ Config (the camera's `scenario_config:` mapping in cameras.yaml, beside `scenari
       label: occluded                 # a slot classifier label meaning "cannot see"
       motion: auto                    # foreground from a running background hides slots (auto: no person class)
       motion_fraction: 0.1            # ... when at least this share of the slot is foreground
-      settle_seconds: 1.5             # a change that holds still this long is the new background
+      settle_seconds: 1.5             # a change inside one slot that holds still this long is the new background
+      max_hold_seconds: 10            # ... and foreground reaching beyond the slots (a shopper standing still)
     planogram_delta: 5                # a `planogram` event when compliance moves this many points (or on request)
     cooldown_seconds: 10              # at most one event per (kind, slot) in this many seconds
     calibration_seconds: 0            # deriving slots from detections is not implemented: list slots or rows
@@ -110,7 +111,9 @@ class RetailScenario(Scenario):
             raise self.error("low_is_alert", f"got {self.low_is_alert!r}", "use true or false")
         occ = self.section(self.config.get("occlusion"), "occlusion")
         self.check_keys(
-            occ, ("classes", "min_overlap", "label", "motion", "motion_fraction", "settle_seconds"), "occlusion"
+            occ,
+            ("classes", "min_overlap", "label", "motion", "motion_fraction", "settle_seconds", "max_hold_seconds"),
+            "occlusion",
         )
         self.occluders = frozenset(["person"])  # the default is not checked: a SKU-only detector has no person
         if "classes" in occ:
@@ -127,7 +130,8 @@ class RetailScenario(Scenario):
         if motion == "auto":  # without a detector that sees people, a background model is the only way to see them
             motion = not (self.occluders & set(self.class_names))
         settle = self.number(occ, "settle_seconds", 1.5, "occlusion.")
-        self.foreground = Foreground(settle) if motion else None
+        hold = self.number(occ, "max_hold_seconds", 10.0, "occlusion.")
+        self.foreground = Foreground(settle, hold) if motion else None
         self.slots = self._slots()
         self._rois = self.rois()
         self._states = [

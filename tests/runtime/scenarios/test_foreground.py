@@ -54,24 +54,70 @@ def test_a_blob_over_the_roi_is_foreground_there_only():
     for f in range(20):
         fg.fractions(noisy(scene, rng), f / FPS, [ROI])
     x, y, w, h = ROI
-    covered, elsewhere = fg.fractions(noisy(with_blob(scene, x, y, w, h // 2), rng), 2.0, [ROI, OTHER])
+    # a shopper reaching down from above: the blob comes from outside the ROI and covers its top half
+    covered, elsewhere = fg.fractions(noisy(with_blob(scene, x, y - 100, w, 100 + h // 2), rng), 2.0, [ROI, OTHER])
     assert covered == pytest.approx(0.5, abs=0.1) and elsewhere == 0.0
     back = fg.fractions(noisy(scene, rng), 2.1, [ROI, OTHER])  # the shopper left: the shelf behind is the old one
     assert back == [0.0, 0.0]
 
 
-def test_a_change_that_stays_becomes_background_after_settle_seconds():
+def test_a_change_inside_the_roi_hides_nothing_and_becomes_background_after_settle_seconds():
+    """A slot's own change (new products, confined to its ROI) is not an occluder: it is never held, so its state
+    change is read at once; it still becomes background after settle_seconds."""
     settle = 1.5
-    fg, rng, scene, restocked = Foreground(settle), np.random.default_rng(3), shelf(0), shelf(1)
+    fg, rng, scene, restocked = Foreground(settle, 10.0), np.random.default_rng(3), shelf(0), shelf(1)
     changed = scene.copy()
     x, y, w, h = ROI
     changed[y : y + h, x : x + w] = restocked[y : y + h, x : x + w]
     for f in range(20):
         fg.fractions(noisy(scene, rng), f / FPS, [ROI])
-    seen = [fg.fractions(noisy(changed, rng), 2.0 + k / FPS, [ROI])[0] for k in range(30)]
+    seen, changes = [], []
+    for k in range(30):
+        seen.append(fg.fractions(noisy(changed, rng), 2.0 + k / FPS, [ROI])[0])
+        assert fg.changes is not None
+        changes.append(float(fg.changes[y // 4 : (y + h) // 4, x // 4 : (x + w) // 4].mean()))
     still = int(settle * FPS)
-    assert min(seen[:still]) > 0.5  # the new products are foreground until they have held still long enough
-    assert max(seen[still + 1 :]) == 0.0
+    assert max(seen) == 0.0  # never held
+    assert min(changes[:still]) > 0.5  # but it is foreground (the slot's own) until it has held still long enough
+    assert max(changes[still + 1 :]) == 0.0
+
+
+def test_a_still_blob_from_outside_stays_an_occluder_until_max_hold_seconds():
+    """A shopper who stops in front of the slot (reaching beyond it) is held for max_hold_seconds, not settle_seconds:
+    otherwise they become background and the classifier reads them as stock."""
+    settle, hold = 1.0, 4.0
+    fg, rng, scene = Foreground(settle, hold), np.random.default_rng(5), shelf()
+    x, y, w, h = ROI
+    for f in range(20):
+        fg.fractions(noisy(scene, rng), f / FPS, [ROI])
+    standing = with_blob(scene, x - 60, y - 120, w + 120, h + 240)
+    seen = [fg.fractions(noisy(standing, rng), 2.0 + k / FPS, [ROI])[0] for k in range(60)]
+    assert min(seen[: int(hold * FPS)]) > 0.9  # well past settle_seconds
+    assert max(seen[int(hold * FPS) + 3 :]) == 0.0  # the limit: standing still that long is the new scene
+    without = Foreground(settle)  # no max_hold_seconds: the old rule, settled after settle_seconds
+    for f in range(20):
+        without.fractions(noisy(scene, rng), f / FPS, [ROI])
+    old = [without.fractions(noisy(standing, rng), 2.0 + k / FPS, [ROI])[0] for k in range(30)]
+    assert max(old[int(settle * FPS) + 1 :]) == 0.0
+
+
+@pytest.mark.parametrize("gain", [0.78, 0.85, 1.15, 1.22])  # 15 %: under half the frame differs
+def test_a_light_step_rebases_the_background_and_keeps_the_shopper(gain):
+    """The lights step by ~20 %: every slot would read as foreground for settle_seconds; the background is re-based
+    by the frame's gain at once instead, and a shopper in front of a slot during the step stays foreground."""
+    fg, rng, scene = Foreground(1.5, 10.0), np.random.default_rng(6), shelf()
+    x, y, w, h = ROI
+    for f in range(20):
+        fg.fractions(noisy(scene, rng), f / FPS, [ROI, OTHER])
+    shopper = with_blob(scene, x - 60, y - 120, w + 120, h + 240)
+    for k in range(5):
+        fg.fractions(noisy(shopper, rng), 2.0 + k / FPS, [ROI, OTHER])
+    dimmed = cv2.convertScaleAbs(shopper, alpha=gain)
+    covered, other = fg.fractions(noisy(dimmed, rng), 2.5, [ROI, OTHER])
+    assert fg.light_steps == 1
+    assert covered > 0.9 and other == 0.0
+    after = fg.fractions(noisy(cv2.convertScaleAbs(scene, alpha=gain), rng), 2.6, [ROI, OTHER])
+    assert after == [0.0, 0.0]  # the shopper left: the shelf behind, in the new light, is background
 
 
 def test_a_blob_moving_across_stays_foreground():
@@ -95,9 +141,9 @@ def test_a_soft_edge_sliding_in_is_foreground():
     for f in range(30):  # long enough for every pixel to count as settled
         fg.fractions(scene, f / FPS, [ROI])
     step = THRESHOLD // 2
-    for k in range(1, 9):
+    for k in range(1, 9):  # a pale coat coming in from the left, past the ROI
         frame = scene.astype(np.int16)
-        frame[y : y + h, x : x + w] += step * k
+        frame[y : y + h, x - 80 : x + w] += step * k
         covered = fg.fractions(np.clip(frame, 0, 255).astype(np.uint8), 3 + k / FPS, [ROI])[0]
     assert covered > 0.5
 
