@@ -364,7 +364,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- device side
 def cmd_run(args: argparse.Namespace) -> int:
     from edgecam.runtime.errors import EdgecamError
-    from edgecam.runtime.pipeline import camera_problems
+    from edgecam.runtime.pipeline import output_problems
     from edgecam.runtime.shutdown import GracefulStop
 
     # SIGTERM (systemd, Docker) as well as Ctrl-C: drain, close every output, print the summary, exit 0.
@@ -386,9 +386,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         stopped = [c for c in multi.cameras if c["error"]]
         if stopped and len(stopped) == len(multi.cameras):  # nothing is left doing the job: a supervisor must know
             return _failed(f"every camera stopped; {stopped[0]['camera']}: {stopped[0]['error']}")
-        lost = [(c["camera"], p) for c in multi.cameras for p in camera_problems(c) if c["failed_outputs"]]
+        lost = [f"{c['camera']}: {p}" for c in multi.cameras for p in output_problems(c)]
         if lost:  # data the run was asked to keep was not kept
-            return _failed(f"{lost[0][0]}: {lost[0][1]}")
+            return _failed(lost[0])
         return 0
     if not args.bundle or not args.source:
         raise EdgecamError("give a BUNDLE and --source, or --config cameras.yaml", fix="see `edgecam run --help`")

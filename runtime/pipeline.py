@@ -167,4 +167,9 @@ def camera_problems(camera: dict[str, Any]) -> list[str]:
     if camera.get("inference_errors") and not camera.get("frames"):  # e.g. a model trained to NaN
         failed, nonfinite = camera["inference_errors"], camera.get("nonfinite", 0)
         out.append(f"every inference failed ({failed} frames, {nonfinite} with NaN / inf outputs)")
-    return out + [f"{name} output stopped: {why}" for name, why in camera.get("failed_outputs", {}).items()]
+    return out + output_problems(camera)
+
+
+def output_problems(camera: dict[str, Any]) -> list[str]:
+    """One line per output of the camera that stopped (a full disk): what it was asked to keep and did not."""
+    return [f"{name} output stopped: {why}" for name, why in camera.get("failed_outputs", {}).items()]

@@ -93,7 +93,7 @@ class JsonlSink:
         except OSError as exc:
             self._cut(exc)
         self.lines += 1
-        self.bytes += len(line.encode("utf-8"))
+        self.bytes += len(line)  # json.dumps escapes every non-ASCII character: one byte per character
 
     def _cut(self, exc: OSError) -> None:
         """Close after a failed write and cut the file back to its last whole line; then say what happened."""
