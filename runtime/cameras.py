@@ -412,7 +412,8 @@ class MultiCameraRunner:
             raise
 
     def request_stop(self) -> None:
-        """Ask every camera to end after its current frame (from a signal handler: flags and wake-ups only)."""
+        """Ask every camera to end after its current frame. Safe in a signal handler: it sets flags and closes live
+        sources, whose readers it waits for at most 2 s each (runtime/live.py)."""
         self.stop_requested = True
         for cam in self.cameras:
             cam.request_stop()

@@ -28,7 +28,8 @@ _hooks: list[Callable[[], None]] = []
 
 @contextmanager
 def stop_hook(hook: Callable[[], None]) -> Iterator[None]:
-    """While inside, a stop signal calls `hook` (which must only set flags and wake waits) instead of raising."""
+    """While inside, a stop signal calls `hook` (which must not wait long or take a lock the
+    interrupted code may hold: set flags, wake waits) instead of raising."""
     _hooks.append(hook)
     try:
         yield
