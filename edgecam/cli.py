@@ -443,6 +443,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from edgecam.devices.profiles import all_profiles, format_profiles, load_profile
+
+    profiles = [load_profile(p) for p in args.profiles] if args.profiles else all_profiles()
+    _emit(args, [p.summary() for p in profiles], format_profiles(profiles))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from edgecam.runtime.config.docs import schema_json
 
@@ -730,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="inputs per call, e.g. 20 slot crops of one frame")
 
     add("models", cmd_models, "list the registered model families")
+
+    p = add("devices", cmd_devices, "device profiles: engine, device, precisions, budget, whether this host runs them")
+    p.add_argument("profiles", nargs="*", help="profile names or your own profile YAMLs (default: every shipped one)")
 
     p = add("schema", cmd_schema, "print the JSON Schema of cameras.yaml or of a bundle's edgecam.json")
     p.add_argument("what", choices=["cameras", "manifest"])
