@@ -1,18 +1,24 @@
 """Foreground per region from a running background: what hides a shelf slot when the camera has no person detector.
 
-A grey copy of each frame, downscaled to `WIDTH` pixels wide (1/4 of 1280x720), is compared with a background
-image. A pixel is foreground while it differs from the background by more than `THRESHOLD` grey levels. The
+A copy of each frame, downscaled to `WIDTH` pixels wide (1/4 of 1280x720), is compared with a background image. A
+pixel is foreground while it differs from the background by more than `THRESHOLD` levels in any colour channel. The
 background follows slow lighting drift where nothing is in front of it, and takes over a changed pixel once that
 pixel has held still (within `THRESHOLD` of its value when it last moved) long enough.
 
 Pieces of foreground (connected, after growing the mask a little) are told apart by where they reach. One that fits
 inside a single ROI is that slot's own change (products taken or put back): it hides nothing, so the classifier
-reads the change at once, and it settles after `settle_seconds`. One that reaches beyond the ROIs came from outside
-(a shopper, an arm): it hides the slots it covers (grown, since a classifier is already confused by an arm over
-part of a slot) and settles only after `max_hold_seconds`, so a shopper who stops is not read as stock. What stands
-still longer than that still becomes background (a person detector has no such limit). When the frame's
-median brightness steps away from the background's (or most of it differs at once), the lights changed: the
-background is scaled by the frame's gain at once instead of every slot being held.
+reads the change as soon as it holds still (`MOVING_SECONDS`), and it settles after `settle_seconds`. One that
+reaches beyond the ROIs came from outside (a shopper, an arm), and so does one that keeps moving where an occluder
+just was (a head passing a top-row slot, its body the colour of the products below). Those hide the slots they
+cover (grown, since a classifier is already confused by an arm over part of a slot) and settle only after
+`max_hold_seconds`, so a shopper who stops is not read as stock. What stands still longer than that still becomes
+background (a person detector has no such limit).
+
+Lighting and shake: when the frame's median brightness (over unclipped pixels) steps away from the background's,
+or most of it differs at once, the lights changed, and the background is scaled by the frame's gain at once
+instead of every slot being held. A shift of the whole picture (camera shake) is measured by phase correlation
+and undone, and a pixel only differs when it is outside the range of its background neighbours, so shelf edges
+that moved by a pixel are not foreground.
 """
 
 from __future__ import annotations
@@ -23,20 +29,28 @@ import cv2
 import numpy as np
 
 WIDTH = 320  # analysis width in pixels; 1280x720 -> 320x180 (~0.5 ms per frame with the colour conversion)
-THRESHOLD = 25  # grey levels: above lighting flicker and sensor noise (which the downscale averages away)
+THRESHOLD = 25  # levels of one channel: above lighting flicker and sensor noise (which the downscale averages away)
 DRIFT = 0.05  # per-frame blend of the background towards the frame where it is not foreground
 GROW = np.ones((5, 5), np.uint8)  # foreground grows ~10 px (full size) each way: a thin arm hides what is beside it
 MARGIN = 4  # analysis pixels (~16 px full size): how far past a ROI a slot's own change may reach (its grown edge)
 LIGHT_GAIN = 0.08  # a frame this much brighter or darker than the background (median ratio) is a lighting change
+SATURATED = 250  # a channel level this high may have been clipped
 LIGHT_FRACTION = 0.5  # ... and so is more of the frame than this differing at once (or the camera moved)
+NEIGHBOURS = np.ones((3, 3), np.uint8)  # a pixel matches the background if it is within range of any of these
+SHAKE_MIN, SHAKE_MAX = 0.25, 8.0  # analysis pixels (1 to 32 px full size): a smaller shift is noise, a larger a pan
+SHAKE_RESPONSE = 0.2  # phase correlation's peak strength below which the shift is not trusted
+MOVING_SECONDS = 0.3  # a pixel that changed from one frame to the next this recently is moving (drift never does)
+MOVING_SHARE = 0.1  # a piece with more of its pixels moving than this is something passing, not a slot's change
 
 
 class Foreground:
     """`fractions(image, timestamp, rois)`: the share of each ROI (x, y, w, h in frame pixels) that an occluder covers.
 
-    A connected piece of foreground (grown mask) whose bounding box fits inside one ROI widened by `MARGIN` is that
-    slot's own change (products taken or put back): it hides nothing, and settles after `settle_seconds`. Any other
-    piece came from outside the slots (a shopper, an arm): it hides what it covers, and settles only after
+    A connected piece of foreground (grown mask) whose bounding box fits inside one ROI widened by `MARGIN`, and which
+    holds still, is that slot's own change (products taken or put back): it hides nothing, and settles after
+    `settle_seconds`. Any other piece came from outside the slots (a shopper, an arm), or is still moving (taking a
+    product is a step; a passer-by whose only visible part fits one slot keeps moving): it hides what it covers, and
+    settles only after
     `max_hold_seconds`, so a shopper who stops in front of the shelf stays a shopper that long.
     """
 
@@ -46,39 +60,45 @@ class Foreground:
         self.max_hold_seconds = max(settle_seconds, hold)  # None: the old rule, everything settles alike
         self._shape: tuple[int, int] | None = None  # full-size (height, width) the state below belongs to
         self._scale = 1.0
-        self._background: np.ndarray | None = None  # float32 grey
-        self._anchor: np.ndarray | None = None  # uint8 grey: each pixel's value when it last moved
+        self._background: np.ndarray | None = None  # float32 BGR
+        self._anchor: np.ndarray | None = None  # uint8 BGR: each pixel's value when it last moved
         self._last_ts: float | None = None
         self._still_for: np.ndarray | None = None  # per pixel: seconds it has stayed near its anchor
+        self._previous: np.ndarray | None = None  # uint8 BGR: the last frame
+        self._calm_for: np.ndarray | None = None  # per pixel: seconds since it last changed from one frame to the next
         self.mask: np.ndarray | None = None  # the last frame's occluding foreground (bool), for tests and the curious
         self.changes: np.ndarray | None = None  # the last frame's foreground confined to one ROI (a slot's own change)
         self.light_steps = 0  # how often the whole background was re-based on a lighting change
 
-    def _small_grey(self, image: np.ndarray) -> np.ndarray:
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        """The frame at analysis size, in colour: trousers as dark as the shelf behind them differ in hue."""
         height, width = image.shape[:2]
         if self._shape != (height, width):  # first frame, or the camera changed resolution: start over
             self._shape, self._background = (height, width), None
             self._scale = min(1.0, WIDTH / width)
         size = (max(1, round(width * self._scale)), max(1, round(height * self._scale)))
         small = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) if self._scale < 1.0 else image
-        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return np.ascontiguousarray(small[..., :3]) if small.ndim == 3 else cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
 
-    def _gain(self, grey_f: np.ndarray) -> float:
-        """The frame's brightness over the background's: the median ratio on every 4th pixel each way (a shopper
-        covering less than half the frame does not move a median)."""
+    def _gain(self, frame_f: np.ndarray) -> float:
+        """The frame's brightness over the background's: the median ratio on every 4th unclipped pixel each way (a
+        shopper covering less than half the frame does not move a median)."""
         assert self._background is not None
-        bg, fr = self._background[::4, ::4], grey_f[::4, ::4]
-        lit = bg > 8
+        bg_c, fr_c = self._background[::4, ::4], frame_f[::4, ::4]
+        bg, fr = bg_c.sum(axis=2), fr_c.sum(axis=2)
+        # clipped pixels (a white wall brightened past 255) cannot show the gain: they would pull the median to 1
+        lit = (bg > 24) & (np.maximum(bg_c.max(axis=2), fr_c.max(axis=2)) < SATURATED)
         return float(np.median(fr[lit] / bg[lit])) if np.count_nonzero(lit) else 1.0
 
-    def _rebase_on_light(self, grey_f: np.ndarray, gain: float) -> np.ndarray:
+    def _rebase_on_light(self, frame_f: np.ndarray, gain: float) -> np.ndarray:
         """The lights changed: scale the background by the frame's gain (what a shopper covers stays out of it); if
         that does not explain most of the frame either (the camera moved), take the frame as it is."""
         assert self._background is not None
         self._background *= gain
-        differs = cv2.absdiff(grey_f, self._background) > THRESHOLD
+        np.minimum(self._background, 255.0, out=self._background)  # the camera clips as well
+        differs = self._off_background(frame_f)
         if np.count_nonzero(differs) > LIGHT_FRACTION * differs.size:
-            self._background[...] = grey_f
+            self._background[...] = frame_f
             differs[...] = False
         self.light_steps += 1
         return differs
@@ -88,38 +108,70 @@ class Foreground:
     ) -> np.ndarray:
         """Feed one BGR frame; returns the occluding foreground mask (bool, at analysis size). `rois` (frame pixels)
         are where a slot's own change may be; without them every piece of foreground occludes."""
-        grey = self._small_grey(image)
+        frame = self._small(image)
         if self._background is None or self._last_ts is None:
-            self._background = grey.astype(np.float32)
-            self._anchor, self._last_ts = grey, timestamp
-            self._still_for = np.zeros(grey.shape, np.float32)
-            self.mask, self.changes = np.zeros(grey.shape, bool), np.zeros(grey.shape, bool)
+            plane = frame.shape[:2]
+            self._background = frame.astype(np.float32)
+            self._anchor, self._last_ts = frame, timestamp
+            self._still_for = np.zeros(plane, np.float32)
+            self._previous, self._calm_for = frame, np.zeros(plane, np.float32)
+            self.mask, self.changes = np.zeros(plane, bool), np.zeros(plane, bool)
             return self.mask
         assert self._anchor is not None and self._still_for is not None
+        assert self._previous is not None and self._calm_for is not None
+        frame = self._steady(frame)
         # against the anchor, not the previous frame: a soft edge sliding in changes little from frame to frame
-        moved = cv2.absdiff(grey, self._anchor) > THRESHOLD
-        np.copyto(self._anchor, grey, where=moved)
+        moved = _far(frame, self._anchor)
+        np.copyto(self._anchor, frame, where=moved[..., None])
         dt, self._last_ts = max(0.0, timestamp - self._last_ts), timestamp
         self._still_for += dt
         self._still_for[moved] = 0.0
-        grey_f = grey.astype(np.float32)
-        differs = cv2.absdiff(grey_f, self._background) > THRESHOLD
-        gain = self._gain(grey_f)
+        self._calm_for += dt
+        self._calm_for[_far(frame, self._previous)] = 0.0
+        self._previous = frame
+        frame_f = frame.astype(np.float32)
+        differs = self._off_background(frame_f)
+        gain = self._gain(frame_f)
         if abs(gain - 1.0) > LIGHT_GAIN or np.count_nonzero(differs) > LIGHT_FRACTION * differs.size:
-            differs = self._rebase_on_light(grey_f, gain)
+            differs = self._rebase_on_light(frame_f, gain)
         grown = cv2.dilate(differs.view(np.uint8), GROW)
-        outside = self._from_outside(grown, rois)
+        outside = self._from_outside(grown, rois, self._calm_for < MOVING_SECONDS)
         settled = (self._still_for >= self.settle_seconds) & (~outside | (self._still_for >= self.max_hold_seconds))
         foreground = differs & ~settled
-        np.copyto(self._background, grey_f, where=settled)  # a change that stays put is the new scene
+        np.copyto(self._background, frame_f, where=settled[..., None])  # a change that stays put is the new scene
         drift = (~(differs | settled)).view(np.uint8)
-        cv2.accumulateWeighted(grey_f, self._background, DRIFT, mask=drift)
+        cv2.accumulateWeighted(frame_f, self._background, DRIFT, mask=drift)
         shown = cv2.dilate(foreground.view(np.uint8), GROW).view(bool)
         self.mask, self.changes = shown & outside, shown & ~outside
         return self.mask
 
-    def _from_outside(self, grown: np.ndarray, rois: Sequence[tuple[int, int, int, int]] | None) -> np.ndarray:
-        """Per pixel: whether its piece of (grown) foreground reaches beyond every ROI by more than `MARGIN`."""
+    def _off_background(self, frame_f: np.ndarray) -> np.ndarray:
+        """Per pixel: whether the frame is more than `THRESHOLD` outside the range of the background's 3x3
+        neighbourhood in any channel. A shelf edge that shook by a pixel (or was resampled when the shake was
+        undone) is still within its neighbours' range; a shopper is not."""
+        assert self._background is not None
+        high = cv2.dilate(self._background, NEIGHBOURS)
+        low = cv2.erode(self._background, NEIGHBOURS)
+        return np.maximum(frame_f - high, low - frame_f).max(axis=2) > THRESHOLD
+
+    def _steady(self, frame: np.ndarray) -> np.ndarray:
+        """The frame moved back onto the background when the camera shook: a shift of the whole picture (phase
+        correlation, sub-pixel) of at least `SHAKE_MIN` analysis pixels and at most `SHAKE_MAX`. Without this every
+        edge on the shelf is foreground for as long as the camera shakes, and every slot is held."""
+        assert self._background is not None
+        background = cv2.cvtColor(self._background, cv2.COLOR_BGR2GRAY)
+        (dx, dy), response = cv2.phaseCorrelate(background, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32))
+        if response < SHAKE_RESPONSE or not SHAKE_MIN <= max(abs(dx), abs(dy)) <= SHAKE_MAX:
+            return frame
+        shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
+        size = (frame.shape[1], frame.shape[0])
+        return cv2.warpAffine(frame, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _from_outside(
+        self, grown: np.ndarray, rois: Sequence[tuple[int, int, int, int]] | None, moving: np.ndarray
+    ) -> np.ndarray:
+        """Per pixel: whether its piece of (grown) foreground reaches beyond every ROI by more than `MARGIN`, or
+        has more than `MOVING_SHARE` of its pixels `moving` and touches the last frame's occluders."""
         if rois is None:
             return grown.view(bool)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
@@ -133,6 +185,14 @@ class Foreground:
             inside_roi = (x0 >= x * s - MARGIN) & (y0 >= y * s - MARGIN)
             inside_roi &= (x1 <= (x + w) * s + MARGIN) & (y1 <= (y + h) * s + MARGIN)
             inside |= inside_roi
+        # a piece that still moves and overlaps the last frame's occluders is the same passer-by, now seen only
+        # inside one slot (a head over a top-row slot, its body the colour of the products below)
+        area = stats[1:, cv2.CC_STAT_AREA]
+        moved = np.bincount(labels.ravel(), weights=moving.ravel(), minlength=count)[1:]
+        passing = moved > MOVING_SHARE * area
+        if self.mask is not None and self.mask.shape == labels.shape:
+            passing &= np.bincount(labels.ravel(), weights=self.mask.ravel(), minlength=count)[1:] > 0
+        inside &= ~passing
         return np.concatenate(([False], ~inside))[labels]
 
     def fractions(self, image: np.ndarray, timestamp: float, rois: Sequence[tuple[int, int, int, int]]) -> list[float]:
@@ -146,3 +206,8 @@ class Foreground:
             area = (x1 - x0) * (y1 - y0)
             out.append(float(np.count_nonzero(mask[y0:y1, x0:x1])) / area if area else 0.0)
         return out
+
+
+def _far(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel: whether two colour images differ by more than `THRESHOLD` levels in any channel."""
+    return cv2.absdiff(a, b).max(axis=2) > THRESHOLD

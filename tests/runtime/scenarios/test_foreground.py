@@ -155,3 +155,71 @@ def test_rois_outside_the_frame_and_a_new_resolution():
     big = shelf(size=(1280, 720))
     assert fg.fractions(big, 0.1, [ROI]) == [0.0]  # a new size starts a new background, not a full-frame change
     assert fg.mask is not None and fg.mask.shape == (180, 320)
+
+
+def _warm(fg: Foreground, scene: np.ndarray, rng: np.random.Generator, frames: int = 20) -> float:
+    for f in range(frames):
+        fg.fractions(noisy(scene, rng), f / FPS, [ROI, OTHER])
+    return frames / FPS
+
+
+@pytest.mark.parametrize("dx, dy", [(3, 0), (-2, 3), (1, -2)])
+def test_camera_shake_of_a_few_pixels_is_not_foreground(dx, dy):
+    """Every block edge moves when the camera shakes: without undoing the shift they were foreground, and the
+    slots were held for as long as the shake lasted."""
+    fg, rng, scene = Foreground(2.0), np.random.default_rng(7), shelf()
+    t = _warm(fg, scene, rng)
+    shaken = cv2.warpAffine(scene, np.float32([[1, 0, dx], [0, 1, dy]]), (1280, 720), borderMode=cv2.BORDER_REPLICATE)
+    for k in range(5):
+        fractions = fg.fractions(noisy(shaken if k % 2 == 0 else scene, rng), t + k / FPS, [ROI, OTHER])
+        assert max(fractions) < 0.1, (k, fractions)
+
+
+def test_an_occluder_as_dark_as_the_shelf_but_another_colour_is_foreground():
+    """Dark green trousers in front of a dark grey shelf: the same grey level, told apart only by colour."""
+    fg, rng = Foreground(2.0), np.random.default_rng(8)
+    scene = np.full((720, 1280, 3), 60, np.uint8)
+    t = _warm(fg, scene, rng)
+    x, y, w, h = ROI
+    grey = cv2.cvtColor(np.uint8([[[20, 95, 20]]]), cv2.COLOR_BGR2GRAY)[0, 0]
+    assert abs(int(grey) - 60) < THRESHOLD, "the same grey level as the shelf"
+    person = scene.copy()
+    person[y - 100 : y + h, x : x + w] = (20, 95, 20)
+    assert fg.fractions(noisy(person, rng), t, [ROI])[0] > 0.9
+
+
+def test_a_light_step_with_a_clipped_white_wall_is_not_foreground():
+    """Brightened by 20 %, a white wall clips at 255: the gain is measured on unclipped pixels and the scaled
+    background is clipped too, so nothing is left over as foreground (it used to hold the slots for seconds)."""
+    fg, rng = Foreground(2.0), np.random.default_rng(9)
+    scene = shelf()
+    scene[:, :640] = 235  # half the frame is a white wall
+    t = _warm(fg, scene, rng)
+    brighter = cv2.convertScaleAbs(scene, alpha=1.2)
+    for k in range(3):
+        fractions = fg.fractions(noisy(brighter, rng), t + k / FPS, [ROI, OTHER, (100, 200, 200, 160)])
+    assert fg.light_steps == 1 and max(fractions) < 0.05, fractions
+
+
+def test_a_head_passing_over_one_slot_stays_an_occluder():
+    """A shopper seen first across two slots, then only over one (the body below matches the shelf): still moving
+    where an occluder just was, so it hides the slot instead of being read as the slot's own change."""
+    fg, rng, scene = Foreground(2.0), np.random.default_rng(10), shelf()
+    t = _warm(fg, scene, rng)
+    x, y, w, h = ROI
+    fg.fractions(noisy(with_blob(scene, x - 120, y + 20, 200, 80), rng), t, [ROI])  # across the ROI's edge
+    for k in range(1, 4):  # then only inside the ROI, moving right
+        left = x + 10 + 25 * k
+        occluded = fg.fractions(noisy(with_blob(scene, left, y + 20, 60, 80, phase=5 * k), rng), t + k / FPS, [ROI])
+        assert occluded[0] > 0.1 and fg.changes is not None and not fg.changes.any(), k
+
+
+def test_a_product_taken_is_the_slots_own_change_once_it_holds_still():
+    fg, rng, scene = Foreground(2.0), np.random.default_rng(11), shelf()
+    t = _warm(fg, scene, rng)
+    x, y, w, h = ROI
+    taken = scene.copy()
+    taken[y + 20 : y + 100, x + 20 : x + 100] = (200, 200, 200)
+    for k in range(6):
+        occluded = fg.fractions(noisy(taken, rng), t + k / FPS, [ROI])[0]
+    assert occluded == 0.0 and fg.changes is not None and fg.changes.any()
