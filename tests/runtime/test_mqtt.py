@@ -271,3 +271,16 @@ def test_camera_names_become_one_topic_level(camera, topic):
 def test_invalid_qos_is_rejected():
     with pytest.raises(ValueError, match="qos"):
         MqttSink(qos=3)
+
+
+@pytest.mark.parametrize("device", ["a/b", "+", "#", "", "two words"])
+def test_a_device_id_that_is_not_one_topic_level_is_rejected(device):
+    with pytest.raises(ValueError, match="device id"):
+        MqttSink(device=device)
+
+
+def test_the_device_id_defaults_to_the_host_name(monkeypatch):
+    monkeypatch.setattr(socket, "gethostname", lambda: "till 2/shop")
+    s = MqttSink()
+    assert s.availability_topic == "edgecam/till_2_shop/availability"
+    assert s.camera_topic("door/1", "events") == "edgecam/till_2_shop/door_1/events"  # the camera stays one level
