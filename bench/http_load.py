@@ -20,6 +20,7 @@ import time
 
 from edgecam.runtime.sinks.http import HttpServer
 from edgecam.runtime.state import StateRegistry
+from edgecam.runtime.stats import LatencyHistogram, StageTimes
 from edgecam.runtime.telemetry import Telemetry
 
 REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -29,15 +30,27 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+# The stages a detection camera with a tracker, a scenario and the live view times: one histogram each on /metrics.
+STAGES = ("read", "preprocess", "infer", "postprocess", "track", "scenario", "annotate", "write")
+
+
 def make_registry(cameras: int = 8) -> StateRegistry:
+    """`cameras` cameras of stats and latency histograms, as a camera runner leaves them."""
     registry = StateRegistry()
+    times, frames = StageTimes(), LatencyHistogram()
+    for k in range(990):
+        for stage in STAGES:
+            times.add(stage, 0.0005 * (1 + k % 60))
+        frames.observe(0.01 * (1 + k % 30))
+    histograms = {"stages": times.histograms(), "frame_latency": frames.snapshot()}
     for i in range(cameras):
         registry.camera(f"cam{i}").update(
             {
                 "online": True, "fps_in": 15.0, "fps_out": 14.0, "frames_in": 1000, "frames_out": 990, "dropped": 10,
-                "frame_age_ms": {"p50": 30.0, "p95": 60.0, "last": 42.0},
-                "stages": {s: {"p50_ms": 5.0, "p95_ms": 9.0} for s in ("read", "infer", "post")},
-            }
+                "frame_age_ms": {"p50": 30.0, "p95": 60.0, "last": 42.0}, "stages": times.summary(),
+                "events": {"out_of_stock": 3, "restocked": 2},
+            },
+            histograms=histograms,
         )  # fmt: skip
     return registry
 

@@ -108,15 +108,23 @@ class _Histograms(Collector):
 
 
 class _DeviceLabel(Collector):
-    """Every sample of `registry`, with `device="<id>"` added: one label for all metrics, process ones included."""
+    """Every sample of `registry`, with `device="<id>"` added: one label for all metrics, process ones included.
+
+    The counters' `_created` samples are left out: in the text format Prometheus stores each as a series of its
+    own (a fleet would keep one per camera and counter for nothing) and they cost a third of a scrape's lines."""
 
     def __init__(self, registry: CollectorRegistry, device: str) -> None:
         self.registry, self.device = registry, device
 
     def collect(self) -> Iterator[Metric]:
+        device = self.device
         for family in self.registry.collect():
             labelled = Metric(family.name, family.documentation, family.type, family.unit)
-            labelled.samples = [s._replace(labels={"device": self.device, **s.labels}) for s in family.samples]
+            labelled.samples = [
+                s._replace(labels={"device": device, **s.labels})
+                for s in family.samples
+                if not s.name.endswith("_created")
+            ]
             yield labelled
 
 

@@ -65,6 +65,7 @@ def test_a_run_exports_histograms_events_and_the_device_label(tmp_path, detect_b
     families = parse(runner.telemetry.exposition().decode())
 
     assert all(s.labels.get("device") == "box1" for f in families for s in f.samples)  # process metrics too
+    assert not any(s.name.endswith("_created") for f in families for s in f.samples)  # no series per counter twice
     series = histogram_series(families)
     assert series, "no histogram exported"
     for (name, labels), buckets in series.items():
@@ -143,3 +144,26 @@ def test_a_histogram_keeps_le_semantics_and_constant_memory():
     for _ in range(10_000):
         h.observe(0.01)
     assert len(h.snapshot().counts) == len(LATENCY_BUCKETS) + 1  # counts, never samples
+
+
+def test_the_metric_names_the_docs_use_exist(tmp_path):
+    """examples/prometheus.yml and README's Fleet section query these names: a rename must update them."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "examples" / "prometheus.yml").read_text()
+    job = yaml.safe_load(example)["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"]
+    text = _device_text("d", [0.01], [0.02])
+    telemetry = Telemetry(device="d")
+    telemetry.record("cam", {"frames_out": 1, "online": True, "events": {"out_of_stock": 1}})
+    families = parse(text + telemetry.exposition().decode())
+    exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    readme = (root / "README.md").read_text()
+    fleet = readme[readme.index("## Fleet") : readme.index("## Dataset formats")]
+    mentioned = set(re.findall(r"edgecam_[a-z0-9_]+", example + fleet))
+    gone = {"edgecam_stage_latency_p50_seconds"}  # named as removed
+    assert mentioned - gone, "no metric names found"
+    assert mentioned - gone <= exported, (mentioned - gone) - exported
