@@ -4,7 +4,8 @@
 - N concurrent `GET /metrics` (raw asyncio sockets, no client threads): answered, timed out, p50/p95/max seconds;
 - M half-open sockets (half send nothing, half send half a request): threads and open fds before, during and after,
   how many the server closed by itself, and whether a scrape is answered while they are open;
-- the same scrape burst again after them.
+- the same scrape burst again after them;
+- what one rendering of the page costs (sync + exposition, what a scrape pays when the shared copy is stale).
 Every socket goes to 127.0.0.1 and every wait is bounded, so it always ends by itself.
 """
 
@@ -123,6 +124,18 @@ def closed_by_server(socks: list[socket.socket]) -> int:
     return count
 
 
+def render_time(registry: StateRegistry, telemetry: Telemetry, n: int = 200) -> dict[str, float]:
+    """Seconds per rendering of /metrics (p50, p95) and its size in bytes, on this thread."""
+    times, body = [], b""
+    for _ in range(n):
+        t0 = time.perf_counter()
+        telemetry.sync(registry)
+        body = telemetry.exposition()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"p50": times[n // 2], "p95": times[int(n * 0.95)], "bytes": float(len(body))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapes", type=int, default=200)
@@ -130,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0, help="the server's connection timeout, if it has one")
     args = parser.parse_args(argv)
     kwargs = {"timeout": args.timeout} if "timeout" in inspect.signature(HttpServer).parameters else {}
-    server = HttpServer(make_registry(), Telemetry(), **kwargs).start()
+    registry = make_registry()
+    render = render_time(registry, Telemetry(device="bench"))
+    print("one rendering (8 cameras): p50 {:.1f} ms, p95 {:.1f} ms, {:.0f} bytes".format(
+        render["p50"] * 1000, render["p95"] * 1000, render["bytes"]))  # fmt: skip
+    server = HttpServer(registry, Telemetry(), **kwargs).start()
     try:
         print(f"server: {type(server).__name__} {kwargs or '(no timeout option)'}; threads at start", end=" ")
         print(threading.active_count(), "fds", fds())
