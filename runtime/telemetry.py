@@ -18,8 +18,8 @@ cameras and devices: `histogram_quantile(0.95, sum by (le) (rate(edgecam_stage_l
 cannot be combined with another's, and the JSON API and run summaries still give those per camera. Events are counted
 by type (`edgecam_events_total{camera,type}`).
 
-Every sample carries a `device` label (the device id, as in the MQTT topics), added to the whole registry's output at
-exposition, so a Prometheus scraping many devices can sum over them or pick one whatever its target is called.
+Every sample carries a `device` label (the device id, as in the MQTT topics), added to the private registry's output
+at exposition, so a Prometheus scraping many devices can sum over them or pick one whatever its target is called.
 """
 
 from __future__ import annotations
@@ -61,21 +61,23 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _bound(value: float) -> str:
-    """A bucket bound as Prometheus' own clients write it: 0.005, 2.0, +Inf."""
-    return "+Inf" if value == float("inf") else repr(float(value))
+def _bounds(bounds: tuple[float, ...]) -> list[str]:
+    """Bucket bounds as Prometheus' own clients write them (0.005, 2.0), then +Inf."""
+    return [repr(float(b)) for b in bounds] + ["+Inf"]
 
 
 class _Histograms(Collector):
-    """The runners' latest histogram snapshots as Prometheus histograms, built at scrape time.
+    """The runners' latest histogram snapshots as Prometheus histograms, built at scrape time, labelled with the
+    device here (they are most of the page's lines: relabelling them afterwards would cost a fifth of a scrape).
 
     The counts are kept by the runners (runtime/stats.py), cumulative over the run; a prometheus-client `Histogram`
     only takes single observations, so the snapshots are handed over as they are, like any exporter of counts it
     does not own."""
 
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+    def __init__(self, namespace: str, device: str) -> None:
+        self.namespace, self.device = namespace, device
         self.latest: dict[str, dict[str, Any]] = {}  # camera -> {"frame_latency": ..., "stages": {...}}
+        self._le: dict[tuple[float, ...], list[str]] = {}
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # nothing to check for clashes at registration: the names are fixed and unique
@@ -84,31 +86,32 @@ class _Histograms(Collector):
         stage = HistogramMetricFamily(
             f"{self.namespace}_stage_latency_seconds",
             "Time a pipeline stage took per frame (read, preprocess, infer, postprocess, track, scenario, ...)",
-            labels=["camera", "stage"],
+            labels=["camera", "device", "stage"],
         )
         frame = HistogramMetricFamily(
             f"{self.namespace}_frame_latency_seconds",
             "Time from a frame's capture to its processed result; one observation per processed frame",
-            labels=["camera"],
+            labels=["camera", "device"],
         )
         for camera, histograms in list(self.latest.items()):
             snapshot = histograms.get("frame_latency")
             if isinstance(snapshot, HistogramSnapshot):
-                frame.add_metric([camera], *self._buckets(snapshot))
+                frame.add_metric([camera, self.device], *self._buckets(snapshot))
             stages = histograms.get("stages")
             for name, snapshot in stages.items() if isinstance(stages, dict) else ():
                 if isinstance(snapshot, HistogramSnapshot):
-                    stage.add_metric([camera, str(name)], *self._buckets(snapshot))
+                    stage.add_metric([camera, self.device, str(name)], *self._buckets(snapshot))
         yield stage
         yield frame
 
-    @staticmethod
-    def _buckets(snapshot: HistogramSnapshot) -> tuple[list[tuple[str, float]], float]:
-        return [(_bound(b), float(n)) for b, n in snapshot.cumulative()], snapshot.sum
+    def _buckets(self, snapshot: HistogramSnapshot) -> tuple[list[tuple[str, float]], float]:
+        le = self._le.get(snapshot.bounds) or self._le.setdefault(snapshot.bounds, _bounds(snapshot.bounds))
+        return [(b, float(n)) for b, (_, n) in zip(le, snapshot.cumulative(), strict=True)], snapshot.sum
 
 
 class _DeviceLabel(Collector):
-    """Every sample of `registry`, with `device="<id>"` added: one label for all metrics, process ones included.
+    """Every sample of `registry` with `device="<id>"` added, process metrics included (the histograms are not in
+    `registry`: they are built with the label).
 
     The counters' `_created` samples are left out: in the text format Prometheus stores each as a series of its
     own (a fleet would keep one per camera and counter for nothing), and they doubled every counter's lines."""
@@ -136,7 +139,7 @@ class Telemetry:
         self.device = default_device_id() if device is None else device
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(namespace=namespace, registry=self.registry)  # RSS, CPU, fds (Linux /proc; else nothing)
-        self._exposed = CollectorRegistry(auto_describe=False)
+        self._exposed = CollectorRegistry(auto_describe=False)  # what /metrics shows: all of it, with `device`
         self._exposed.register(_DeviceLabel(self.registry, self.device))
         self._lock = threading.Lock()
         self._previous: dict[tuple[str, str], float] = {}
@@ -165,8 +168,8 @@ class Telemetry:
         self._events = Counter(
             "events", "Events emitted, by type", ["camera", "type"], namespace=namespace, registry=self.registry
         )
-        self._histograms = _Histograms(namespace)
-        self.registry.register(self._histograms)
+        self._histograms = _Histograms(namespace, self.device)
+        self._exposed.register(self._histograms)
 
     def record(self, camera: str, stats: dict[str, Any], histograms: dict[str, Any] | None = None) -> None:
         """Apply one camera's stats dict and histograms (as documented in `runtime/state.py`; missing keys are
