@@ -4,7 +4,8 @@
 - N concurrent `GET /metrics` (raw asyncio sockets, no client threads): answered, timed out, p50/p95/max seconds;
 - M half-open sockets (half send nothing, half send half a request): threads and open fds before, during and after,
   how many the server closed by itself, and whether a scrape is answered while they are open;
-- the same scrape burst again after them.
+- the same scrape burst again after them;
+- what one rendering of the page costs (sync + exposition, what a scrape pays when the shared copy is stale).
 Every socket goes to 127.0.0.1 and every wait is bounded, so it always ends by itself.
 """
 
@@ -20,6 +21,7 @@ import time
 
 from edgecam.runtime.sinks.http import HttpServer
 from edgecam.runtime.state import StateRegistry
+from edgecam.runtime.stats import LatencyHistogram, StageTimes
 from edgecam.runtime.telemetry import Telemetry
 
 REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -29,15 +31,27 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+# The stages a detection camera with a tracker, a scenario and the live view times: one histogram each on /metrics.
+STAGES = ("read", "preprocess", "infer", "postprocess", "track", "scenario", "annotate", "write")
+
+
 def make_registry(cameras: int = 8) -> StateRegistry:
+    """`cameras` cameras of stats and latency histograms, as a camera runner leaves them."""
     registry = StateRegistry()
+    times, frames = StageTimes(), LatencyHistogram()
+    for k in range(990):
+        for stage in STAGES:
+            times.add(stage, 0.0005 * (1 + k % 60))
+        frames.observe(0.01 * (1 + k % 30))
+    histograms = {"stages": times.histograms(), "frame_latency": frames.snapshot()}
     for i in range(cameras):
         registry.camera(f"cam{i}").update(
             {
                 "online": True, "fps_in": 15.0, "fps_out": 14.0, "frames_in": 1000, "frames_out": 990, "dropped": 10,
-                "frame_age_ms": {"p50": 30.0, "p95": 60.0, "last": 42.0},
-                "stages": {s: {"p50_ms": 5.0, "p95_ms": 9.0} for s in ("read", "infer", "post")},
-            }
+                "frame_age_ms": {"p50": 30.0, "p95": 60.0, "last": 42.0}, "stages": times.summary(),
+                "events": {"out_of_stock": 3, "restocked": 2},
+            },
+            histograms=histograms,
         )  # fmt: skip
     return registry
 
@@ -110,6 +124,18 @@ def closed_by_server(socks: list[socket.socket]) -> int:
     return count
 
 
+def render_time(registry: StateRegistry, telemetry: Telemetry, n: int = 200) -> dict[str, float]:
+    """Seconds per rendering of /metrics (p50, p95) and its size in bytes, on this thread."""
+    times, body = [], b""
+    for _ in range(n):
+        t0 = time.perf_counter()
+        telemetry.sync(registry)
+        body = telemetry.exposition()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"p50": times[n // 2], "p95": times[int(n * 0.95)], "bytes": float(len(body))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapes", type=int, default=200)
@@ -117,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0, help="the server's connection timeout, if it has one")
     args = parser.parse_args(argv)
     kwargs = {"timeout": args.timeout} if "timeout" in inspect.signature(HttpServer).parameters else {}
-    server = HttpServer(make_registry(), Telemetry(), **kwargs).start()
+    registry = make_registry()
+    render = render_time(registry, Telemetry(device="bench"))
+    print("one rendering (8 cameras): p50 {:.1f} ms, p95 {:.1f} ms, {:.0f} bytes".format(
+        render["p50"] * 1000, render["p95"] * 1000, render["bytes"]))  # fmt: skip
+    server = HttpServer(registry, Telemetry(), **kwargs).start()
     try:
         print(f"server: {type(server).__name__} {kwargs or '(no timeout option)'}; threads at start", end=" ")
         print(threading.active_count(), "fds", fds())

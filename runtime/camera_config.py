@@ -5,6 +5,8 @@ file, the camera and the key (`cameras.yaml: camera 'door': scenario_config: zon
 later mid-run. Relative paths are relative to the YAML file. Every key is described in docs/configuration.md
 (`make docs` regenerates it from the models; `edgecam schema cameras` prints the JSON Schema). An example:
 
+    device: {id: store12-cam-box}           # optional; default: the host name. MQTT topics <prefix>/<id>/<camera>/...
+                                            #   and the `device` label of every metric
     engine: {workers: 2, threads: 2, mode: latency}  # per shared model: infer requests / pool threads, inference
                                             #   threads, OpenVINO hint (throughput: CPU streams side by side)
     mqtt: {host: 127.0.0.1, port: 1883, prefix: edgecam, qos: 1}   # optional

@@ -31,7 +31,7 @@ from edgecam.runtime.shutdown import stop_hook
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.sources import CaptureFactory, Source, open_source
 from edgecam.runtime.state import StateRegistry
-from edgecam.runtime.stats import percentiles
+from edgecam.runtime.stats import HistogramSnapshot, LatencyHistogram, percentiles
 from edgecam.runtime.types import Event, Frame
 
 PUBLISH_EVERY = 0.5  # seconds between stats updates (registry, telemetry, MQTT state)
@@ -76,6 +76,7 @@ class CameraRunner:
         self.events: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()  # by kind: sink methods, snapshots, inference
         self.ages: deque[float] = deque(maxlen=512)
+        self.latency = LatencyHistogram()  # capture to processed result, per frame, whole run (seconds)
         self.error: str | None = None
         self.exception: BaseException | None = None  # what ended the camera, for callers that re-raise it
         self.max_frames: int | None = None
@@ -183,8 +184,10 @@ class CameraRunner:
 
     def _finish(self, started: FrameResult) -> None:
         result = self.processor.finish(started)
-        if not result.skipped and result.error is None:
-            self.ages.append((time.time() - result.frame.arrived) * 1000.0)
+        if not result.skipped and result.error is None:  # one observation per processed frame (frames_out)
+            age = time.time() - result.frame.arrived
+            self.ages.append(age * 1000.0)
+            self.latency.observe(age)
         self._publish()
         if self.progress is not None and not self.thread.ident:
             self.progress(self.processor.frames, time.monotonic() - self._started)
@@ -236,6 +239,8 @@ class CameraRunner:
         src = self.source.stats() if self.source is not None else None
         fps_in, fps_out = self._fps()
         last = round(self.ages[-1], 2) if self.ages else None
+        with self._lock:
+            events = dict(self.events)
         return {
             "fps_in": fps_in,
             "fps_out": fps_out,
@@ -250,7 +255,15 @@ class CameraRunner:
             "queue_depth": self.engine.queue_depth,
             "motion_skipped": self.processor.gate.skipped if self.processor.gate is not None else 0,
             "stages": {**self.times.summary(), **self._classifier_stages()},
+            "events": events,
         }
+
+    def histograms(self) -> dict[str, Any]:
+        """Latency histograms over the whole run, for Prometheus (kept out of `stats`: /api and MQTT need none)."""
+        stages: dict[str, HistogramSnapshot] = self.times.histograms()
+        if self.classifier is not None:
+            stages.update({f"classifier_{k}": v for k, v in self.classifier.times.histograms().items()})
+        return {"frame_latency": self.latency.snapshot(), "stages": stages}
 
     def _classifier_stages(self) -> dict[str, Any]:
         times = self.classifier.times.summary() if self.classifier is not None else {}
@@ -267,9 +280,10 @@ class CameraRunner:
         if online is not None:
             stats["online"] = online
         scenario = self.processor.scenario.state()
-        self.state.update(stats=stats, scenario=scenario)
+        histograms = self.histograms()
+        self.state.update(stats=stats, scenario=scenario, histograms=histograms)
         if self.telemetry is not None:
-            self.telemetry.record(self.cfg.name, stats)
+            self.telemetry.record(self.cfg.name, stats, histograms)
         self._to_sinks("publish_state", {"scenario": scenario, "stats": stats})
 
     def summary(self) -> dict[str, Any]:
@@ -371,6 +385,7 @@ class MultiCameraRunner:
                     host=m.host,
                     port=m.port,
                     prefix=m.prefix,
+                    device=self.config.device_id,
                     qos=m.qos,
                     username=m.username,
                     password=m.password(),  # from the environment, here and nowhere else
@@ -386,7 +401,7 @@ class MultiCameraRunner:
                 from edgecam.runtime.sinks.http import HttpServer
                 from edgecam.runtime.telemetry import Telemetry
 
-                self.telemetry = Telemetry()
+                self.telemetry = Telemetry(device=self.config.device_id)
                 http = self.config.http
                 self.http = HttpServer(
                     self.registry,

@@ -3,7 +3,10 @@
 Stats keys a runner publishes (all optional; numbers, JSON-able):
 `fps_in`, `fps_out`, `frames_in`, `frames_out`, `dropped`, `corrupt`, `reconnects`, `inference_errors`, `nonfinite`,
 `frame_age_ms` ({"p50", "p95", "last"}), `queue_depth`, `motion_skipped`, `online` (bool),
-`stages` ({stage: {"p50_ms", "p95_ms", "count", "mean_ms"}} as from `StageTimes.summary()`).
+`stages` ({stage: {"p50_ms", "p95_ms", "count", "mean_ms"}} as from `StageTimes.summary()`), `events` ({type: count}).
+
+Histograms a runner keeps beside them (for Prometheus only; neither /api nor MQTT state carries them):
+`frame_latency` (a `HistogramSnapshot`, one observation per processed frame) and `stages` ({stage: HistogramSnapshot}).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class CameraState:
         self.stats: dict[str, Any] = {"online": False}
         self.scenario: dict[str, Any] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self.histograms: dict[str, Any] = {}
         self.updated = 0.0
 
     def set_jpeg(self, jpeg: bytes) -> None:
@@ -41,13 +45,25 @@ class CameraState:
             self._new_jpeg.wait_for(lambda: self._jpeg_seq > after_seq, timeout=timeout)
             return self._jpeg, self._jpeg_seq
 
-    def update(self, stats: dict[str, Any] | None = None, scenario: dict[str, Any] | None = None) -> None:
+    def update(
+        self,
+        stats: dict[str, Any] | None = None,
+        scenario: dict[str, Any] | None = None,
+        histograms: dict[str, Any] | None = None,
+    ) -> None:
         with self._lock:
             if stats:
                 self.stats.update(stats)
             if scenario is not None:
                 self.scenario = scenario
+            if histograms is not None:
+                self.histograms = histograms
             self.updated = time.time()
+
+    def metrics(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(stats, histograms) from one update, for a scrape: a histogram's count never runs ahead of its counters."""
+        with self._lock:
+            return dict(self.stats), self.histograms
 
     def add_event(self, event: Event) -> None:
         with self._lock:

@@ -10,16 +10,31 @@ restarted its counts; the counter then moves by the new value (Prometheus' own r
 
 The process's own resident memory, CPU seconds and open files are exported too (`edgecam_process_resident_memory_bytes`
 ...): a slow memory leak on a device shows there long before the box runs out.
+
+Latency is exported as histograms with fixed buckets (`edgecam_stage_latency_seconds{stage}` per pipeline stage,
+`edgecam_frame_latency_seconds` from capture to result, one observation per processed frame), which add up across
+cameras and devices: `histogram_quantile(0.95, sum by (le) (rate(edgecam_stage_latency_seconds_bucket{stage="infer"}
+[5m])))` is the fleet's p95. They replace the p50/p95 gauges of earlier versions: a percentile of one camera's window
+cannot be combined with another's, and the JSON API and run summaries still give those per camera. Events are counted
+by type (`edgecam_events_total{camera,type}`).
+
+Every sample carries a `device` label (the device id, as in the MQTT topics), added to the private registry's output
+at exposition, so a Prometheus scraping many devices can sum over them or pick one whatever its target is called.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from edgecam.runtime.device import default_device_id
 from edgecam.runtime.state import StateRegistry
+from edgecam.runtime.stats import HistogramSnapshot
 
 # stats key -> (metric name without the _total suffix, help text)
 _COUNTERS: dict[str, tuple[str, str]] = {
@@ -46,12 +61,86 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-class Telemetry:
-    """Per-camera metrics (label `camera`); `record()` from the runners, `exposition()` for /metrics."""
+def _bounds(bounds: tuple[float, ...]) -> list[str]:
+    """Bucket bounds as Prometheus' own clients write them (0.005, 2.0), then +Inf."""
+    return [repr(float(b)) for b in bounds] + ["+Inf"]
 
-    def __init__(self, namespace: str = "edgecam") -> None:
+
+class _Histograms(Collector):
+    """The runners' latest histogram snapshots as Prometheus histograms, built at scrape time, labelled with the
+    device here (they are most of the page's lines: relabelling them afterwards would cost a fifth of a scrape).
+
+    The counts are kept by the runners (runtime/stats.py), cumulative over the run; a prometheus-client `Histogram`
+    only takes single observations, so the snapshots are handed over as they are, like any exporter of counts it
+    does not own."""
+
+    def __init__(self, namespace: str, device: str) -> None:
+        self.namespace, self.device = namespace, device
+        self.latest: dict[str, dict[str, Any]] = {}  # camera -> {"frame_latency": ..., "stages": {...}}
+        self._le: dict[tuple[float, ...], list[str]] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # nothing to check for clashes at registration: the names are fixed and unique
+
+    def collect(self) -> Iterator[Metric]:
+        stage = HistogramMetricFamily(
+            f"{self.namespace}_stage_latency_seconds",
+            "Time a pipeline stage took per frame (read, preprocess, infer, postprocess, track, scenario, ...)",
+            labels=["camera", "device", "stage"],
+        )
+        frame = HistogramMetricFamily(
+            f"{self.namespace}_frame_latency_seconds",
+            "Time from a frame's capture to its processed result; one observation per processed frame",
+            labels=["camera", "device"],
+        )
+        for camera, histograms in list(self.latest.items()):
+            snapshot = histograms.get("frame_latency")
+            if isinstance(snapshot, HistogramSnapshot):
+                frame.add_metric([camera, self.device], *self._buckets(snapshot))
+            stages = histograms.get("stages")
+            for name, snapshot in stages.items() if isinstance(stages, dict) else ():
+                if isinstance(snapshot, HistogramSnapshot):
+                    stage.add_metric([camera, self.device, str(name)], *self._buckets(snapshot))
+        yield stage
+        yield frame
+
+    def _buckets(self, snapshot: HistogramSnapshot) -> tuple[list[tuple[str, float]], float]:
+        le = self._le.get(snapshot.bounds) or self._le.setdefault(snapshot.bounds, _bounds(snapshot.bounds))
+        return [(b, float(n)) for b, (_, n) in zip(le, snapshot.cumulative(), strict=True)], snapshot.sum
+
+
+class _DeviceLabel(Collector):
+    """Every sample of `registry` with `device="<id>"` added, process metrics included (the histograms are not in
+    `registry`: they are built with the label).
+
+    The counters' `_created` samples are left out: in the text format Prometheus stores each as a series of its
+    own (a fleet would keep one per camera and counter for nothing), and they doubled every counter's lines."""
+
+    def __init__(self, registry: CollectorRegistry, device: str) -> None:
+        self.registry, self.device = registry, device
+
+    def collect(self) -> Iterator[Metric]:
+        device = self.device
+        for family in self.registry.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                s._replace(labels={"device": device, **s.labels})
+                for s in family.samples
+                if not s.name.endswith("_created")
+            ]
+            yield labelled
+
+
+class Telemetry:
+    """Per-camera metrics (label `camera`; `device` on every sample, by default the host name as a device id);
+    `record()` from the runners, `exposition()` for /metrics."""
+
+    def __init__(self, namespace: str = "edgecam", device: str | None = None) -> None:
+        self.device = default_device_id() if device is None else device
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(namespace=namespace, registry=self.registry)  # RSS, CPU, fds (Linux /proc; else nothing)
+        self._exposed = CollectorRegistry(auto_describe=False)  # what /metrics shows: all of it, with `device`
+        self._exposed.register(_DeviceLabel(self.registry, self.device))
         self._lock = threading.Lock()
         self._previous: dict[tuple[str, str], float] = {}
         self._counters = {
@@ -76,25 +165,17 @@ class Telemetry:
             namespace=namespace,
             registry=self.registry,
         )
-        self._stage_p50 = Gauge(
-            "stage_latency_p50_seconds",
-            "Median latency of a pipeline stage (sliding window)",
-            ["camera", "stage"],
-            namespace=namespace,
-            registry=self.registry,
+        self._events = Counter(
+            "events", "Events emitted, by type", ["camera", "type"], namespace=namespace, registry=self.registry
         )
-        self._stage_p95 = Gauge(
-            "stage_latency_p95_seconds",
-            "95th percentile latency of a pipeline stage (sliding window)",
-            ["camera", "stage"],
-            namespace=namespace,
-            registry=self.registry,
-        )
+        self._histograms = _Histograms(namespace, self.device)
+        self._exposed.register(self._histograms)
 
-    def record(self, camera: str, stats: dict[str, Any]) -> None:
-        """Apply one camera's stats dict (the keys documented in `runtime/state.py`; missing keys are left alone)."""
+    def record(self, camera: str, stats: dict[str, Any], histograms: dict[str, Any] | None = None) -> None:
+        """Apply one camera's stats dict and histograms (as documented in `runtime/state.py`; missing keys are
+        left alone)."""
         with self._lock:
-            self._record(camera, stats)
+            self._record(camera, stats, histograms)
 
     def sync(self, registry: StateRegistry) -> None:
         """Record every camera's current stats; HttpServer calls this per scrape so runners need not call record().
@@ -105,20 +186,28 @@ class Telemetry:
         """
         with self._lock:
             for name in registry.names():
-                self._record(name, registry.camera(name).snapshot()["stats"])
+                self._record(name, *registry.camera(name).metrics())
 
-    def _record(self, camera: str, stats: dict[str, Any]) -> None:
+    def _advance(self, counter: Any, key: tuple[str, str], value: float) -> None:
+        """Move `counter` (a labelled child) up to the cumulative `value`; a lower value is a restart of the count."""
+        previous = self._previous.get(key, 0.0)
+        delta = value - previous if value >= previous else value
+        if delta > 0:
+            counter.inc(delta)
+        self._previous[key] = value
+
+    def _record(self, camera: str, stats: dict[str, Any], histograms: dict[str, Any] | None = None) -> None:
         for key, counter in self._counters.items():
             value = _number(stats.get(key))
-            if value is None:
-                continue
-            previous = self._previous.get((camera, key), 0.0)
-            delta = value - previous if value >= previous else value
-            if delta > 0:
-                counter.labels(camera=camera).inc(delta)
-            else:
-                counter.labels(camera=camera)  # the series exists (at 0) from the first report on
-            self._previous[(camera, key)] = value
+            if value is not None:  # the series exists (at 0) from the first report on
+                self._advance(counter.labels(camera=camera), (camera, key), value)
+        events = stats.get("events")
+        for kind, count in events.items() if isinstance(events, dict) else ():
+            value = _number(count)
+            if value is not None:
+                self._advance(self._events.labels(camera=camera, type=str(kind)), (camera, f"events:{kind}"), value)
+        if histograms:
+            self._histograms.latest[camera] = histograms
         for key, gauge in self._gauges.items():
             value = _number(stats.get(key))
             if value is not None:
@@ -128,16 +217,7 @@ class Telemetry:
             self._frame_age.labels(camera=camera).set(float(age["last"]) / 1000.0)
         if "online" in stats:
             self._online.labels(camera=camera).set(1.0 if stats["online"] else 0.0)
-        stages = stats.get("stages")
-        if isinstance(stages, dict):
-            for stage, summary in stages.items():
-                if not isinstance(summary, dict):
-                    continue
-                for key, gauge in (("p50_ms", self._stage_p50), ("p95_ms", self._stage_p95)):
-                    value = _number(summary.get(key))
-                    if value is not None:
-                        gauge.labels(camera=camera, stage=str(stage)).set(value / 1000.0)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (serve with `prometheus_client.CONTENT_TYPE_LATEST`)."""
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)

@@ -3,6 +3,7 @@
 from edgecam.runtime.config.cameras import (
     BackoffSettings,
     CameraConfig,
+    DeviceConfig,
     EngineConfig,
     HttpConfig,
     MotionSettings,
@@ -35,6 +36,7 @@ __all__ = [
     "SCENARIO_SETTINGS",
     "BackoffSettings",
     "CameraConfig",
+    "DeviceConfig",
     "EngineConfig",
     "HttpConfig",
     "LineSettings",

@@ -32,6 +32,7 @@ from edgecam.runtime.config.scenarios import (
     ScenarioSettings,
     SecuritySettings,
 )
+from edgecam.runtime.device import DEVICE_ID, default_device_id
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
@@ -326,8 +327,28 @@ class MqttTlsSettings(StrictModel):
         return self
 
 
+class DeviceConfig(StrictModel):
+    """This device among many on one broker and one Prometheus: its id is a topic level and a metric label."""
+
+    id: str | None = Field(
+        None,
+        description="letters, digits, _ - . (at most 64): MQTT topics `<prefix>/<id>/<camera>/...` and the `device` "
+        "label of every metric; null: the host name (other characters become _)",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not DEVICE_ID.match(value):
+            raise fail(
+                f"got {value!r}",
+                "use letters, digits, '_', '-' or '.' (no '/', '+', '#' or spaces: it is one MQTT topic level)",
+            )
+        return value
+
+
 class MqttConfig(StrictModel):
-    """Events and state to an MQTT broker under `<prefix>/<camera>/...`."""
+    """Events and state to an MQTT broker under `<prefix>/<device>/<camera>/...`."""
 
     host: str = Field(min_length=1, description="the broker's host name or address")
     port: Int = Field(1883, ge=1, le=65535, description="the broker's TCP port (usually 8883 with `tls`)")
@@ -443,6 +464,9 @@ class RuntimeConfig(StrictModel):
     mqtt: MqttConfig | None = Field(None, description="publish events and state to a broker; null: off")
     http: HttpConfig | None = Field(None, description="serve the live view, API and metrics; null: off")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="shared inference engines")
+    device: DeviceConfig = Field(
+        default_factory=DeviceConfig, description="which device this is, in MQTT topics and metric labels"
+    )
     _path: Path = PrivateAttr(default=Path("cameras.yaml"))
 
     @field_validator("cameras", mode="before")
@@ -452,15 +476,20 @@ class RuntimeConfig(StrictModel):
             raise fail("expected a non-empty list of cameras", "write each as `- name: ...` under cameras")
         return [{"scenario": "none", **c} for c in value]  # the discriminator needs the key
 
-    @field_validator("engine", mode="before")
+    @field_validator("engine", "device", mode="before")
     @classmethod
-    def _engine(cls, value: Any) -> Any:
+    def _none_is_default(cls, value: Any) -> Any:
         return {} if value is None else value
 
     @property
     def path(self) -> Path:
         """The file (or origin) this configuration came from."""
         return self._path
+
+    @property
+    def device_id(self) -> str:
+        """`device.id`, or this machine's host name made topic-safe (read now, so a renamed host takes its name)."""
+        return self.device.id or default_device_id()
 
     @property
     def workers(self) -> int:

@@ -18,6 +18,7 @@ from pydantic_core import to_jsonable_python
 from edgecam.runtime.config.cameras import (
     BackoffSettings,
     CameraConfig,
+    DeviceConfig,
     EngineConfig,
     HttpConfig,
     MotionSettings,
@@ -46,6 +47,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {"cameras": RuntimeConfig, "manifest": Man
 CAMERA_SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cameras.yaml", RuntimeConfig),
     ("engine", EngineConfig),
+    ("device", DeviceConfig),
     ("mqtt", MqttConfig),
     ("mqtt.tls", MqttTlsSettings),
     ("http", HttpConfig),

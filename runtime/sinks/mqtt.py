@@ -1,11 +1,17 @@
 """MQTT sink: events, retained camera state and availability, in the topic style Home Assistant and Frigate use.
 
-Topics (prefix "edgecam" by default):
-  edgecam/availability            "online" / "offline", retained; "offline" is also the last will, so a runner that dies
-                                  without a clean close still goes offline
-  edgecam/<camera>/availability   "online" / "offline", retained, as the runner reports the camera lost or restored
-  edgecam/<camera>/events         one JSON object per event (Event.to_dict()), not retained
-  edgecam/<camera>/state          JSON, retained: a late subscriber (a dashboard that starts later) sees the latest
+Topics (prefix "edgecam" by default; <device> is `device.id` in cameras.yaml, by default the host name):
+  edgecam/<device>/availability            "online" / "offline", retained; "offline" is also the last will, so a
+                                           device that dies without a clean close still goes offline
+  edgecam/<device>/<camera>/availability   "online" / "offline", retained, as the runner reports the camera lost or
+                                           restored
+  edgecam/<device>/<camera>/events         one JSON object per event (Event.to_dict()), not retained
+  edgecam/<device>/<camera>/state          JSON, retained: a late subscriber (a dashboard that starts later) sees the
+                                           latest
+
+The device level is always there, also for a single device: many devices share one broker (a consumer subscribes to
+`edgecam/+/+/events`), and one topic shape for every deployment means no consumer has to guess which one it sees.
+(Before it, topics were `<prefix>/<camera>/...` and `<prefix>/availability`.)
 
 The broker is infrastructure the camera must outlive: an unreachable broker at start logs one warning and paho keeps
 retrying in the background (`loop_start` + `reconnect_delay_set`). QoS>0 messages published meanwhile wait in paho's
@@ -35,6 +41,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edgecam.runtime.device import DEVICE_ID, default_device_id
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.types import Event
@@ -59,6 +66,7 @@ class MqttSink:
         host: str = "127.0.0.1",
         port: int = 1883,
         prefix: str = "edgecam",
+        device: str | None = None,
         qos: int = 1,
         client_id: str | None = None,
         username: str | None = None,
@@ -74,15 +82,20 @@ class MqttSink:
     ) -> None:
         if qos not in (0, 1, 2):
             raise ValueError(f"MQTT qos must be 0, 1 or 2, got {qos}")
+        device = default_device_id() if device is None else device
+        if not DEVICE_ID.match(device):
+            raise ValueError(f"MQTT device id must be letters, digits, _ - . (one topic level), got {device!r}")
         self.host, self.port, self.prefix, self.qos, self.keepalive = host, port, prefix.rstrip("/"), qos, keepalive
-        self.availability_topic = f"{self.prefix}/availability"
+        self.device = device
+        self.base_topic = f"{self.prefix}/{device}"  # every topic of this device starts with it
+        self.availability_topic = f"{self.base_topic}/availability"
         self.dropped = 0  # messages paho refused (queue full, or QoS 0 while disconnected)
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._cameras_online: dict[str, bool] = {}
         self._warned = False
         self._closing = False
-        cid = client_id or f"edgecam-{socket.gethostname()}-{os.getpid()}"
+        cid = client_id or f"edgecam-{device}-{socket.gethostname()}-{os.getpid()}"
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
         if username is not None:
             self._client.username_pw_set(username, password)
@@ -126,7 +139,7 @@ class MqttSink:
             with self._lock:
                 cameras = list(self._cameras_online)
             infos = [
-                self._publish(self._camera_topic(c, "availability"), "offline", qos=1, retain=True) for c in cameras
+                self._publish(self.camera_topic(c, "availability"), "offline", qos=1, retain=True) for c in cameras
             ]
             infos.append(self._publish(self.availability_topic, "offline", qos=1, retain=True))
             for info in infos:
@@ -148,24 +161,25 @@ class MqttSink:
     # --- publishing -----------------------------------------------------------------------------------------
 
     def publish_event(self, camera: str, event: Event) -> bool:
-        """`<prefix>/<camera>/events`, JSON, not retained (an event is news once). False when paho dropped it."""
+        """`<prefix>/<device>/<camera>/events`, JSON, not retained (an event is news once). False: paho dropped it."""
         payload = json.dumps(to_jsonable(event.to_dict()), separators=(",", ":"), default=str)
-        return self._ok(self._publish(self._camera_topic(camera, "events"), payload, self.qos, retain=False), self.qos)
+        return self._ok(self._publish(self.camera_topic(camera, "events"), payload, self.qos, retain=False), self.qos)
 
     def publish_state(self, camera: str, state: dict[str, Any]) -> bool:
-        """`<prefix>/<camera>/state`, JSON, retained so a late subscriber gets the latest state at once."""
+        """`<prefix>/<device>/<camera>/state`, JSON, retained so a late subscriber gets the latest state at once."""
         payload = json.dumps(to_jsonable(state), separators=(",", ":"), default=str)
-        return self._ok(self._publish(self._camera_topic(camera, "state"), payload, self.qos, retain=True), self.qos)
+        return self._ok(self._publish(self.camera_topic(camera, "state"), payload, self.qos, retain=True), self.qos)
 
     def set_camera_online(self, camera: str, online: bool) -> bool:
-        """`<prefix>/<camera>/availability`, retained; re-sent on every (re)connect in case the broker lost it."""
+        """`<prefix>/<device>/<camera>/availability`, retained; re-sent on every (re)connect (a broker may lose it)."""
         with self._lock:
             self._cameras_online[camera] = online
-        topic = self._camera_topic(camera, "availability")
+        topic = self.camera_topic(camera, "availability")
         return self._ok(self._publish(topic, "online" if online else "offline", qos=1, retain=True), 1)
 
-    def _camera_topic(self, camera: str, leaf: str) -> str:
-        return f"{self.prefix}/{topic_name(camera)}/{leaf}"
+    def camera_topic(self, camera: str, leaf: str) -> str:
+        """`<prefix>/<device>/<camera>/<leaf>`: where this sink publishes `leaf` (events, state, availability)."""
+        return f"{self.base_topic}/{topic_name(camera)}/{leaf}"
 
     def _publish(self, topic: str, payload: str, qos: int, retain: bool) -> mqtt.MQTTMessageInfo | None:
         try:
@@ -202,7 +216,7 @@ class MqttSink:
         with self._lock:
             cameras = dict(self._cameras_online)
         for camera, online in cameras.items():
-            client.publish(self._camera_topic(camera, "availability"), "online" if online else "offline", 1, True)
+            client.publish(self.camera_topic(camera, "availability"), "online" if online else "offline", 1, True)
         self._connected.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

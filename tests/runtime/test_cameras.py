@@ -352,7 +352,8 @@ def test_http_gets_live_view_frames_and_metrics(tmp_path, tiny_bundle):
     jpeg, seq = runner.registry.camera("cam").wait_jpeg(0, timeout=0)
     assert seq >= 1 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (H, W, 3)
     metrics = runner.telemetry.exposition().decode()
-    assert f'edgecam_frames_out_total{{camera="cam"}} {float(N_FRAMES)}' in metrics
+    device = runner.config.device_id  # none configured: the host name
+    assert f'edgecam_frames_out_total{{camera="cam",device="{device}"}} {float(N_FRAMES)}' in metrics
     assert runner.http._server is None  # stopped with the run
 
 
@@ -371,15 +372,17 @@ def test_events_state_and_availability_reach_a_real_mqtt_broker(tmp_path, detect
         zone = {"zones": [{"name": "all", "polygon": WHOLE_FRAME}], "cooldown_seconds": 0, "min_track_hits": 2}
         cam = {"name": "door", "source": "door.mp4", "bundle": str(detect_bundle), "scenario": "security"}
         cam["scenario_config"] = zone
-        config = write_config(tmp_path, [cam], mqtt={"host": "127.0.0.1", "port": broker.port, "qos": 1})
+        config = write_config(
+            tmp_path, [cam], mqtt={"host": "127.0.0.1", "port": broker.port, "qos": 1}, device={"id": "box1"}
+        )
         MultiCameraRunner(load_cameras_config(config)).run(duration=60)
-        event = json.loads(listener.wait("edgecam/door/events").payload)
+        event = json.loads(listener.wait("edgecam/box1/door/events").payload)
         assert event["kind"] == "zone_enter" and event["zone"] == "all"
-        state = json.loads(listener.wait("edgecam/door/state").payload)
+        state = json.loads(listener.wait("edgecam/box1/door/state").payload)
         assert state["stats"]["frames_out"] >= 1 and "zones" in state["scenario"]
-        listener.wait("edgecam/door/availability", "online")
-        listener.wait("edgecam/door/availability", "offline")
-        listener.wait("edgecam/availability", "offline")
+        listener.wait("edgecam/box1/door/availability", "online")
+        listener.wait("edgecam/box1/door/availability", "offline")
+        listener.wait("edgecam/box1/availability", "offline")
     finally:
         listener.close()
         broker.stop()

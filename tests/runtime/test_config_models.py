@@ -71,6 +71,12 @@ def _door(**changes) -> dict:
         (_door(stride=True), "camera 'door': stride: got True (use an integer)"),
         ({**_door(), "engine": {"mode": "fast"}}, "engine.mode: got 'fast' (use one of 'latency' or 'throughput')"),
         ({"cameras": [{"source": "x", "bundle": "b"}]}, "cameras[0].name: missing"),
+        ({**_door(), "device": {"id": "store/1"}}, "device.id: got 'store/1' (use letters, digits"),
+        ({**_door(), "device": {"id": "edge+cam"}}, "device.id: got 'edge+cam'"),
+        ({**_door(), "device": {"id": "#"}}, "device.id: got '#'"),
+        ({**_door(), "device": {"id": ""}}, "device.id: got ''"),
+        ({**_door(), "device": {"id": 7}}, "device.id: got 7 (use a string)"),
+        ({**_door(), "device": {"name": "x"}}, "device.name: unknown key (use: id)"),
         ([1], "expected a mapping, got list"),
     ],
 )
@@ -80,6 +86,28 @@ def test_validation_errors_are_one_line_with_file_camera_key_and_fix(tmp_path, d
     text = str(info.value)
     assert text.startswith(f"cameras.yaml: {expected}"), text
     assert "\n" not in text and info.value.fix and "pydantic" not in text and "errors.pydantic.dev" not in text
+
+
+def test_a_bad_device_id_is_a_config_error_naming_the_key_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "cameras.yaml"
+    path.write_text("device: {id: shop/7}\ncameras: [{name: door, source: rtsp://cam/1, bundle: b}]\n")
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "device.id: got 'shop/7'" in err and "Traceback" not in err
+
+
+def test_the_device_id_defaults_to_the_host_name_made_topic_safe(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "Shop 7/Till#2.local")
+    config = RuntimeConfig.model_validate(_door())
+    assert config.device.id is None and config.device_id == "Shop_7_Till_2.local"
+    assert RuntimeConfig.model_validate({**_door(), "device": None}).device_id == "Shop_7_Till_2.local"
+    given = RuntimeConfig.model_validate({**_door(), "device": {"id": "store-12.till_2"}})
+    assert given.device_id == "store-12.till_2"
+    for host, expected in (("", "edgecam"), ("---", "edgecam"), ("_box", "box"), ("x" * 80, "x" * 64)):
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        assert RuntimeConfig.model_validate(_door()).device_id == expected
 
 
 def test_a_minimal_programmatic_config_runs_with_defaults(tmp_path, detect_bundle, synthetic_video):

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from edgecam.runtime.config.loader import parse_runtime_config
+from edgecam.runtime.config import RuntimeConfig
+from edgecam.runtime.config.loader import parse_runtime_config, validation_error
+from edgecam.runtime.device import DEVICE_ID, device_id_from
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.processor import validate_rois
 from edgecam.runtime.scenarios import create_scenario
@@ -68,13 +71,36 @@ def test_any_document_is_a_config_or_an_edgecam_error(tmp_path: Path, data):
 @SETTINGS
 @given(
     camera=st.dictionaries(st.sampled_from(CAMERA_KEYS), json_values, max_size=6),
-    top=st.dictionaries(st.sampled_from(("mqtt", "http", "engine", "defaults")), json_values, max_size=2),
+    top=st.dictionaries(st.sampled_from(("mqtt", "http", "engine", "device", "defaults")), json_values, max_size=2),
 )
 def test_any_camera_entry_is_a_config_or_an_edgecam_error(tmp_path: Path, tiny_bundle: Path, camera, top):
     """Mostly-valid cameras (a real bundle and source) with arbitrary values under the real keys."""
     (tmp_path / "cam.mp4").touch()
     entry = {"name": "cam", "source": "cam.mp4", "bundle": str(tiny_bundle), **camera}
     _answers(lambda: parse_runtime_config({"cameras": [entry], **top}, tmp_path / "cameras.yaml", tmp_path))
+
+
+@SETTINGS
+@given(device=st.one_of(st.text(max_size=70), json_values))
+def test_any_device_id_is_used_as_given_or_names_device_id(tmp_path: Path, device):
+    """A device id is one MQTT topic level and a label value: kept exactly, or refused naming the key."""
+    data = {"device": {"id": device}, "cameras": [{"name": "cam", "source": "rtsp://cam/1", "bundle": "b"}]}
+    try:
+        try:
+            config = RuntimeConfig.model_validate(data)  # the models alone: the bundle `b` is not on the disk
+        except ValidationError as exc:
+            raise validation_error(exc, "cameras.yaml", data) from None
+    except EdgecamError as exc:
+        assert "device.id" in str(exc) and "\n" not in str(exc)
+        return
+    assert config.device_id == device if device is not None else config.device_id
+    assert not set("/+#\x00 ") & set(config.device_id) and 0 < len(config.device_id) <= 64
+
+
+@SETTINGS
+@given(host=st.text(max_size=100))
+def test_any_host_name_gives_a_valid_device_id(host):
+    assert DEVICE_ID.match(device_id_from(host))
 
 
 @SETTINGS

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from edgecam.runtime.sinks.http import BOUNDARY, HttpServer  # noqa: E402
 from edgecam.runtime.state import StateRegistry  # noqa: E402
+from edgecam.runtime.stats import LatencyHistogram  # noqa: E402
 from edgecam.runtime.telemetry import Telemetry  # noqa: E402
 from edgecam.runtime.types import Event  # noqa: E402
 
@@ -28,6 +29,14 @@ STATS = {
     },
     "back": {"online": True, "fps_in": 5.0, "frames_in": 50, "frame_age_ms": {"last": 100.0}},
 }  # fmt: skip
+INFER_SECONDS = (0.004, 0.012, 0.012, 0.3, 7.0)  # what front's infer histogram observed (7 s: beyond the last bound)
+
+
+def infer_histogram() -> dict:
+    h = LatencyHistogram()
+    for seconds in INFER_SECONDS:
+        h.observe(seconds)
+    return {"stages": {"infer": h.snapshot()}}
 
 
 def jpeg(i: int) -> bytes:
@@ -40,7 +49,7 @@ def jpeg(i: int) -> bytes:
 def registry():
     reg = StateRegistry()
     for name, stats in STATS.items():
-        reg.camera(name).update(stats)
+        reg.camera(name).update(stats, histograms=infer_histogram() if name == "front" else None)
         reg.camera(name).set_jpeg(jpeg(0))  # every camera has a frame before the server starts
     reg.camera("front").add_event(Event("person_entered", "front", 1.0, {"track_id": 3}))
     stop = threading.Event()
@@ -62,7 +71,7 @@ def registry():
 
 @pytest.fixture
 def server(registry):
-    srv = HttpServer(registry, Telemetry()).start()
+    srv = HttpServer(registry, Telemetry(device="box1")).start()
     yield srv
     srv.stop()
 
@@ -78,10 +87,13 @@ def get(server: HttpServer, path: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """{(name, labels without `device`): value}; every sample must carry device="box1"."""
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            assert s.labels.get("device") == "box1", s
+            labels = {k: v for k, v in s.labels.items() if k != "device"}
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     return out
 
 
@@ -95,7 +107,14 @@ def test_metrics_parse_and_hold_every_camera(server):
     assert values[("edgecam_fps_in", (("camera", "front"),))] == 12.5
     assert values[("edgecam_frame_age_seconds", (("camera", "back"),))] == pytest.approx(0.1)
     assert values[("edgecam_camera_online", (("camera", "back"),))] == 1
-    assert values[("edgecam_stage_latency_p95_seconds", (("camera", "front"), ("stage", "infer")))] == 0.02
+    front_infer = (("camera", "front"), ("stage", "infer"))
+    assert values[("edgecam_stage_latency_seconds_count", front_infer)] == len(INFER_SECONDS)
+    assert values[("edgecam_stage_latency_seconds_sum", front_infer)] == pytest.approx(sum(INFER_SECONDS))
+    for le, expected in (("0.005", 1), ("0.01", 1), ("0.025", 3), ("2.0", 4), ("+Inf", 5)):
+        assert (
+            values[("edgecam_stage_latency_seconds_bucket", (*front_infer[:1], ("le", le), front_infer[1]))] == expected
+        )
+    assert not any("p95" in name for name, _ in values)  # the gauges that could not be aggregated are gone
     # A second scrape of unchanged stats does not count anything twice.
     again = samples(get(server, "/metrics")[2].decode())
     assert again[("edgecam_frames_in_total", (("camera", "front"),))] == 100
@@ -121,10 +140,15 @@ def test_telemetry_counters_move_by_the_delta():
     assert value("edgecam_fps_in") is None  # not a number: skipped, never a crash
     t.record("c", {"frames_in": 3})  # the runner restarted its counts
     assert value("edgecam_frames_in_total") == 18
-    t.record("c", {"stages": {"read": {"p50_ms": 4.0, "p95_ms": 9.0}}, "frame_age_ms": {"last": 250}})
-    assert value("edgecam_stage_latency_p50_seconds", stage="read") == 0.004
+    t.record("c", {"frame_age_ms": {"last": 250}, "events": {"zone_enter": 2, "tamper": "x"}})
     assert value("edgecam_frame_age_seconds") == 0.25
-    assert b'edgecam_queue_depth{camera="c"} 2.0' in t.exposition()
+    assert value("edgecam_events_total", type="zone_enter") == 2
+    assert value("edgecam_events_total", type="tamper") is None  # not a number: skipped
+    t.record("c", {"events": {"zone_enter": 3, "zone_exit": 1}})
+    t.record("c", {"events": {"zone_enter": 3, "zone_exit": 1}})  # the same stats again count nothing
+    assert value("edgecam_events_total", type="zone_enter") == 3
+    assert value("edgecam_events_total", type="zone_exit") == 1
+    assert b'edgecam_queue_depth{camera="c",device="' in t.exposition()
     assert Telemetry().registry is not t.registry  # private registries: no clash between instances
 
 

@@ -62,7 +62,7 @@ class Counter:
         client.connect("127.0.0.1", self.port)
         client.loop_start()
         if subscribe:
-            client.subscribe("edgecam/cam/events", qos=1)
+            client.subscribe("edgecam/box1/cam/events", qos=1)
             assert subscribed.wait(5), "subscription not acknowledged"
         self.client = client
 
@@ -111,7 +111,7 @@ def test_broker_outage_loses_no_event_and_delivery_resumes_at_once(tmp_path, cap
     broker.start()
     counter = Counter(broker.port)
     counter.connect(subscribe=True)
-    sink = MqttSink(port=broker.port, qos=1).start()
+    sink = MqttSink(port=broker.port, device="box1", qos=1).start()
     publisher = Publisher(sink)
     try:
         assert sink.wait_connected(5)

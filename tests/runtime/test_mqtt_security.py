@@ -126,12 +126,12 @@ def tls_client_cert(tmp_path, certs):
 
 def delivered(broker: Broker, sink: MqttSink, camera: str = "cam1") -> bool:
     """The sink connects within a few seconds and an event it publishes reaches a subscriber."""
-    listener = Listener(broker.port, ["edgecam/+/events"])
+    listener = Listener(broker.port, ["edgecam/+/+/events"])
     try:
         if not sink.wait_connected(4):
             return False
         assert sink.publish_event(camera, Event("person_entered", camera, 1.0))
-        return json.loads(listener.wait(f"edgecam/{camera}/events").payload)["kind"] == "person_entered"
+        return json.loads(listener.wait(sink.camera_topic(camera, "events")).payload)["kind"] == "person_entered"
     finally:
         listener.close()
 
@@ -152,7 +152,11 @@ def write_config(folder: Path, bundle: Path, mqtt: dict, frames: int = N_FRAMES,
     cam = {"name": "door", "source": "door.mp4", "bundle": str(bundle), "scenario": "security", **camera}
     cam["scenario_config"] = zone
     path = folder / "cameras.yaml"
-    path.write_text(yaml.safe_dump({"cameras": [cam], "mqtt": {"host": "127.0.0.1", **mqtt}}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {"device": {"id": "box1"}, "cameras": [cam], "mqtt": {"host": "127.0.0.1", **mqtt}}, sort_keys=False
+        )
+    )
     return path
 
 
@@ -262,8 +266,8 @@ def test_cli_run_with_the_password_from_the_environment(password_broker, detect_
     listener = Listener(password_broker.port, ["edgecam/#"])
     try:
         _, stderr = _run_cli(config, SECRET, N_FRAMES)
-        assert json.loads(listener.wait("edgecam/door/events").payload)["kind"] == "zone_enter"
-        listener.wait("edgecam/door/availability", "offline")  # closed cleanly at the end
+        assert json.loads(listener.wait("edgecam/box1/door/events").payload)["kind"] == "zone_enter"
+        listener.wait("edgecam/box1/door/availability", "offline")  # closed cleanly at the end
     finally:
         listener.close()
     assert "refused" not in stderr
@@ -279,7 +283,7 @@ def test_cli_run_with_a_wrong_password_warns_once_and_keeps_running(password_bro
 
 def test_sigint_publishes_offline_retained_before_the_run_ends(password_broker, detect_bundle, tmp_path):
     """Ctrl-C (or a supervisor's SIGINT) goes through `MqttSink.close()`: the camera's availability says offline,
-    retained. Only a clean close sends that one (the last will covers `edgecam/availability` alone)."""
+    retained. Only a clean close sends that one (the last will covers `edgecam/box1/availability` alone)."""
     login = {"port": password_broker.secure, "username": "edgecam", "password_env": PASSWORD_VAR}
     config = write_config(tmp_path, detect_bundle, login, frames=100, max_fps=5)  # 20 s of paced frames
     listener = Listener(password_broker.port, ["edgecam/#"])
@@ -287,7 +291,7 @@ def test_sigint_publishes_offline_retained_before_the_run_ends(password_broker, 
     env = {**os.environ, PASSWORD_VAR: SECRET}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        listener.wait("edgecam/door/availability", "online", timeout=30)
+        listener.wait("edgecam/box1/door/availability", "online", timeout=30)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
@@ -297,8 +301,8 @@ def test_sigint_publishes_offline_retained_before_the_run_ends(password_broker, 
     assert SECRET not in stdout + stderr
     late = Listener(password_broker.port, ["edgecam/#"])
     try:
-        assert late.wait("edgecam/door/availability", "offline").retain
-        assert late.wait("edgecam/availability", "offline").retain
+        assert late.wait("edgecam/box1/door/availability", "offline").retain
+        assert late.wait("edgecam/box1/availability", "offline").retain
     finally:
         late.close()
 
@@ -313,8 +317,8 @@ def test_tls_with_the_ca_delivers_events_through_the_runner(tls_server, certs, d
     try:
         summary = MultiCameraRunner(load_cameras_config(config)).run(duration=60)
         assert summary.cameras[0]["error"] is None
-        assert json.loads(listener.wait("edgecam/door/events").payload)["kind"] == "zone_enter"
-        listener.wait("edgecam/door/availability", "offline")
+        assert json.loads(listener.wait("edgecam/box1/door/events").payload)["kind"] == "zone_enter"
+        listener.wait("edgecam/box1/door/availability", "offline")
     finally:
         listener.close()
 

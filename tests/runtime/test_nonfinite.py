@@ -164,7 +164,7 @@ def test_a_nan_output_never_agrees_with_its_reference():
 def test_the_count_is_a_prometheus_counter():
     from edgecam.runtime.telemetry import Telemetry
 
-    telemetry = Telemetry()
+    telemetry = Telemetry(device="box1")
     telemetry.record("cam", {"nonfinite": 3})
     telemetry.record("cam", {"nonfinite": 5})
-    assert 'edgecam_nonfinite_outputs_total{camera="cam"} 5.0' in telemetry.exposition().decode()
+    assert 'edgecam_nonfinite_outputs_total{camera="cam",device="box1"} 5.0' in telemetry.exposition().decode()

@@ -91,7 +91,9 @@ def test_sigterm_finishes_every_output_and_exits_0(tmp_path, tiny_bundle, camera
     broker = Broker(tmp_path)
     broker.start()
     config = tmp_path / "cameras.yaml"
-    config.write_text(yaml.safe_dump({"cameras": cams, "mqtt": {"host": "127.0.0.1", "port": broker.port}}))
+    config.write_text(
+        yaml.safe_dump({"device": {"id": "box1"}, "cameras": cams, "mqtt": {"host": "127.0.0.1", "port": broker.port}})
+    )
     proc = edgecam("--config", str(config))
     try:
         wait_for(lambda: len(lines_of(tmp_path / "out0.jsonl")) >= 5, 60, "the first JSON lines")
@@ -106,8 +108,8 @@ def test_sigterm_finishes_every_output_and_exits_0(tmp_path, tiny_bundle, camera
             assert video_frames(tmp_path / f"out{i}.mp4") == len(records)  # every frame recorded is playable
         listener = Listener(broker.port, ["edgecam/#"])  # retained: what a dashboard subscribing now sees
         try:
-            listener.wait("edgecam/availability", "offline")
-            listener.wait("edgecam/cam0/availability", "offline")
+            listener.wait("edgecam/box1/availability", "offline")
+            listener.wait("edgecam/box1/cam0/availability", "offline")
         finally:
             listener.close()
     finally:
