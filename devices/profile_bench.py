@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -260,7 +261,7 @@ def format_result(result: dict[str, Any], saved: dict[str, Any] | None = None) -
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
     if result["estimated"]:
-        lines.append(f"estimated: {result['note']}")
+        lines.append(textwrap.fill(f"estimated: {result['note']}", width=118, subsequent_indent="  "))
     if saved:
         lines.append(f"saved {saved['json']}" + (f" and {saved['plot']}" if saved.get("plot") else ""))
         if saved.get("plot_note"):

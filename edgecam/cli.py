@@ -394,10 +394,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise EdgecamError("give a BUNDLE and --source, or --config cameras.yaml", fix="see `edgecam run --help`")
     if args.duration is not None:
         raise EdgecamError("--duration is for --config runs", fix="use --max-frames to bound a single-source run")
-    from edgecam.devices.select import choose_device
     from edgecam.runtime.pipeline import run
 
-    choice = choose_device(args.device, args.backend, args.bundle, args.variant, args.threads)
+    choice = _choose_device(args)
     summary = run(
         args.bundle,
         args.source,
@@ -426,14 +425,26 @@ def _failed(why: str) -> int:
     return 1
 
 
+def _choose_device(args: argparse.Namespace) -> Any:
+    """`--device` with `--backend`, `--variant`, `--threads` (see devices/select.py); a profile made for another
+    box than this one is run as asked, with a note saying so."""
+    from edgecam.devices.select import choose_device
+
+    choice = choose_device(args.device, args.backend, args.bundle, args.variant, args.threads)
+    if choice.profile is not None:
+        here, why = choice.profile.runs_here()
+        if not here:
+            print(f"edgecam {args.command}: note: profile {choice.profile.name} is not this host ({why}); running "
+                  f"its {choice.backend} {choice.device} here", file=sys.stderr)  # fmt: skip
+    return choice
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from edgecam.runtime.verify import verify_bundle
 
     backend, variant, threads, device = args.backend, args.variant, args.threads, None
     if args.device:
-        from edgecam.devices.select import choose_device
-
-        choice = choose_device(args.device, args.backend, args.bundle, args.variant, args.threads)
+        choice = _choose_device(args)
         backend, variant, threads, device = choice.backend, choice.variant, choice.threads, choice.device
     report = verify_bundle(args.bundle, backend=backend, variant=variant, threads=threads, device=device)
     _emit(args, report.to_dict(), report.format())
