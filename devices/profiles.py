@@ -139,6 +139,8 @@ def profile_names() -> list[str]:
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """A shipped profile by name, or a user's YAML file by path; EdgecamError naming the file and key otherwise."""
     text = str(name_or_path)
+    if "\x00" in text:  # the OS refuses such a path with a ValueError, not an answer
+        raise EdgecamError("a profile name or path cannot hold a NUL character", fix="check the --device value")
     path = Path(text)
     if not (text.endswith((".yaml", ".yml")) or path.exists()):
         if text not in profile_names():

@@ -53,7 +53,8 @@ def device_problem(backend: str, device: str) -> str | None:
             return None
         return f"{device!r} is not an ONNX Runtime execution provider (short names: {', '.join(ORT_PROVIDERS)})"
     if backend == "openvino":
-        if all(_OV_DEVICE.match(part) for part in _ov_parts(name)):
+        parts = _ov_parts(name)
+        if (parts or name == "AUTO") and all(_OV_DEVICE.match(part) for part in parts):
             return None
         return f"{device!r} is not an OpenVINO device name (e.g. CPU, GPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU)"
     if device_string("openvino", device) != DEFAULT_DEVICE and device.lower() != "cpu":

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgecam.cli import main
 from edgecam.devices.profiles import PROFILE_DIR, load_profile
@@ -215,3 +217,21 @@ def test_cameras_yaml_device_runs_there(tmp_path, images, bundle, capsys):
     engines = json.loads(capsys.readouterr().out)["engines"]
     assert [(e["backend"], e["device"]) for e in engines] == [("onnxruntime", "CPUExecutionProvider")]
     assert main(["run", "--config", str(path), "--device", "cpu"]) == 2, "--config names its devices itself"
+
+
+# ---- arbitrary input -------------------------------------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["AUTO:", "HETERO", "MULTI:GPU,", "AUTO:CPU", "GPU.1", "x.yaml", "a\x00.yaml", "cuda", "CPU"]),
+    ),
+    backend=st.sampled_from([None, "openvino", "onnxruntime"]),
+)
+def test_any_device_text_resolves_or_is_an_edgecam_error(text, backend):
+    try:
+        choice = choose_device(text, backend)
+    except EdgecamError:
+        return
+    assert choice.backend in ("openvino", "onnxruntime") and choice.device
+    assert check_device(choice.backend, choice.device) == choice.device, "a resolved device checks again"

@@ -50,6 +50,8 @@ def test_profile_rows_measure_every_variant_it_runs(bundle):
     runnable = {n for n, v in manifest["variants"].items() if v["precision"] in precisions}
     assert {r["variant"] for r in result["rows"]} == runnable, "every variant in a profile precision, no other"
     assert not result["estimated"] and result["basis"] == "measured on this host"
+    engines = {n: v["engine"] for n, v in manifest["variants"].items()}  # what export ran each variant on
+    assert engines["onnx-fp32"]["device"] == "CPUExecutionProvider" and engines["openvino-fp32"]["device"] == "CPU"
     for r in result["rows"]:
         assert (r["backend"], r["device"], r["ran_on"]) == ("openvino", "CPU", "CPU")
         assert r["load_ms"] > 0 and r["first_inference_ms"] > 0 and r["throughput_fps"] > 0
