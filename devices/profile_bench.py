@@ -200,10 +200,11 @@ def _row(
     return row
 
 
-def store(result: dict[str, Any], bundle: str | Path) -> dict[str, Any]:
-    """Write `BUNDLE/benchmarks/<host>/<profile>.json` and, where matplotlib is installed, the plot beside it.
-    Returns {"json": path, "plot": path | None, "plot_note": why not}; the bundle's own files are not touched."""
-    folder = Path(bundle) / RESULTS_DIR / host_name()
+def store(result: dict[str, Any], bundle: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Write `BUNDLE/benchmarks/<host>/<profile>.json` (or `out/<profile>.json`, for a read-only bundle) and, where
+    matplotlib is installed, the plot beside it. Returns {"json": path, "plot": path | None, "plot_note": why not};
+    the bundle's own files are not touched."""
+    folder = Path(out) if out is not None else Path(bundle) / RESULTS_DIR / host_name()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{result['profile']}.json"
@@ -212,7 +213,7 @@ def store(result: dict[str, Any], bundle: str | Path) -> dict[str, Any]:
         tmp.replace(path)
     except OSError as exc:
         raise EdgecamError(
-            f"cannot store the results: {exc.strerror}", path=folder, fix="make the bundle folder writable"
+            f"cannot store the results: {exc.strerror}", path=folder, fix="make the folder writable, or give --out DIR"
         ) from None
     from edgecam.devices.profile_plot import plot_result  # matplotlib itself is optional: checked inside
 

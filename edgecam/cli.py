@@ -456,12 +456,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecam.devices.benchmark import benchmark_bundle, format_rows
     from edgecam.devices.select import choose_device, is_profile
+    from edgecam.runtime.errors import EdgecamError
 
     if args.device and is_profile(args.device):
         return _benchmark_profile(args)
     backends, device = tuple(args.backends.split(",")) if args.backends else ("onnxruntime", "openvino"), "CPU"
     if args.device:  # an engine's device name: that engine only
-        choice = choose_device(args.device, args.backends if args.backends and "," not in args.backends else None)
+        if len(backends) > 1 and args.backends:
+            raise EdgecamError(
+                f"--device {args.device} names a device of one engine, not of {args.backends}",
+                fix="give one engine with --backends, or a device profile",
+            )
+        choice = choose_device(args.device, args.backends or None)
         backends, device = (choice.backend,), choice.device
     rows = benchmark_bundle(
         args.bundle,
@@ -486,7 +492,11 @@ def _benchmark_profile(args: argparse.Namespace) -> int:
     result = benchmark_profile(
         args.bundle, args.device, runs=args.runs, batch=args.batch, throughput_seconds=args.seconds
     )
-    saved = store(result, args.bundle)
+    try:
+        saved = store(result, args.bundle, args.out)
+    except EdgecamError:  # the measurements are shown before the error: they took minutes
+        _emit(args, result["rows"], format_result(result))
+        raise
     if saved["plot_note"] and args.json:
         print(f"edgecam benchmark: plot {saved['plot_note']}", file=sys.stderr)
     _emit(args, result["rows"], format_result(result, saved))
@@ -805,6 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int)
     p.add_argument("--batch", type=int, default=1, help="inputs per call, e.g. 20 slot crops of one frame")
     p.add_argument("--seconds", type=float, default=3.0, help="async throughput measured for this long (0: skipped)")
+    p.add_argument("--out", type=Path, help="with a profile: store the results here, not in BUNDLE/benchmarks/<host>/")
 
     add("models", cmd_models, "list the registered model families")
 

@@ -134,3 +134,21 @@ def test_device_string_benchmarks_that_engine_only(bundle, capsys):
     assert main(["benchmark", str(bundle), "--device", "cpu", "--backends", "onnxruntime", "--json", *CLI_QUICK]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and {(r["backend"], r["engine"]["device"]) for r in rows} == {("onnxruntime", "CPUExecutionProvider")}
+
+
+def test_out_folder_and_an_unwritable_one_keeps_the_measurements(bundle, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["benchmark", str(bundle), "--device", "raspberry-pi-4", "--out", str(out), *CLI_QUICK]) == 0
+    assert (out / "raspberry-pi-4.json").is_file() and not (bundle / "benchmarks").exists()
+    capsys.readouterr()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["benchmark", str(bundle), "--device", "raspberry-pi-4", "--out", str(blocker / "x"), *CLI_QUICK]) == 2
+    captured = capsys.readouterr()
+    assert "onnx-fp32" in captured.out, "the table is printed before the error"
+    assert "cannot store the results" in captured.err
+
+
+def test_a_device_string_with_two_engines_is_refused(bundle, capsys):
+    assert main(["benchmark", str(bundle), "--device", "GPU", "--backends", "onnxruntime,openvino"]) == 2
+    assert "names a device of one engine" in capsys.readouterr().err
