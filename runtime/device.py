@@ -53,20 +53,20 @@ def device_problem(backend: str, device: str) -> str | None:
             return None
         return f"{device!r} is not an ONNX Runtime execution provider (short names: {', '.join(ORT_PROVIDERS)})"
     if backend == "openvino":
-        parts = _ov_parts(name)
+        parts = ov_parts(name)
         if (parts or name == "AUTO") and all(_OV_DEVICE.match(part) for part in parts):
             return None
         return f"{device!r} is not an OpenVINO device name (e.g. CPU, GPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU)"
-    if device_string("openvino", device) != DEFAULT_DEVICE and device.lower() != "cpu":
+    if device.upper() != DEFAULT_DEVICE:
         return f"the {backend} backend runs on the CPU only, not {device!r}"
     return None
 
 
-def _ov_parts(name: str) -> list[str]:
+def ov_parts(name: str) -> list[str]:
     """The physical devices an OpenVINO device string names: itself, or the list after a virtual device."""
     head, _, rest = name.partition(":")
     if head in OV_VIRTUAL:
-        return [re.sub(r"\(\d+\)$", "", p) for p in rest.split(",") if p] if rest else []
+        return [re.sub(r"\(\d+\)$", "", p) for p in rest.split(",")] if rest else []  # "" fails the name check
     return [name]
 
 
@@ -104,7 +104,7 @@ def check_device(backend: str, device: str | None) -> str:
     available = available_devices(backend)
     if available is None:
         raise EdgecamError(f"{backend} is not installed", fix=f"pip install {backend}")
-    missing = [p for p in (_ov_parts(name) if backend == "openvino" else [name]) if not has_device(available, p)]
+    missing = [p for p in (ov_parts(name) if backend == "openvino" else [name]) if not has_device(available, p)]
     if missing:
         installs = [_INSTALL[m.split(".")[0]] for m in missing if m.split(".")[0] in _INSTALL]
         raise EdgecamError(

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgecam.runtime.backends import register_backend
 from edgecam.runtime.backends.base import Backend, as_input
-from edgecam.runtime.device import OV_VIRTUAL, check_device
+from edgecam.runtime.device import OV_VIRTUAL, check_device, ov_parts
 from edgecam.runtime.errors import EdgecamError
 
 _CORE = None
@@ -67,7 +67,7 @@ class OpenVinoBackend(Backend):
         head = device.split(":")[0]
         if head in OV_VIRTUAL:
             # AUTO / MULTI / HETERO refuse device settings of their own: each device they may pick gets them.
-            parts = device.split(":", 1)[1].split(",") if ":" in device else list(core().available_devices)
+            parts = ov_parts(device) or list(core().available_devices)
             each = {p: _device_config(p, precision, threads) for p in parts}
             config[props.device.properties] = {p: c for p, c in each.items() if c}
         else:
