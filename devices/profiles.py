@@ -17,7 +17,10 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgecam.runtime.config.base import NAME, Float, Int, StrictModel, fail, model_error
+from edgecam.runtime.device import ORT_PROVIDERS, available_devices, device_string, has_device
 from edgecam.runtime.errors import EdgecamError
+
+__all__ = ["ORT_PROVIDERS", "available_devices", "device_string"]  # kept importable from here
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 ARCHES = ("x86_64", "aarch64")
@@ -25,26 +28,8 @@ BACKENDS = ("openvino", "onnxruntime")
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 # What `platform.machine()` says on each architecture.
 _MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-# ONNX Runtime's execution providers by a short name, so a profile (and `--device`) may say `cuda` or the full name.
-ORT_PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "xnnpack": "XnnpackExecutionProvider",
-    "acl": "ACLExecutionProvider",
-}
 # The reference host that speed factors are relative to: what `make bench` ran on when the factors were written.
 REFERENCE_HOST = "2 x86-64 cores (AMD Zen 4 or Intel Xeon class, about 3 GHz), OpenVINO or ONNX Runtime on the CPU"
-
-
-def device_string(backend: str, device: str) -> str:
-    """The engine's own name for `device`: an OpenVINO device (CPU, GPU, NPU, GPU.1, AUTO:GPU,CPU) in upper case,
-    an ONNX Runtime execution provider's full name."""
-    if backend == "onnxruntime":
-        return ORT_PROVIDERS.get(device.lower(), device)
-    return device.upper()
 
 
 class Budget(StrictModel):
@@ -132,7 +117,7 @@ class DeviceProfile(StrictModel):
         available = available_devices(self.backend)
         if available is None:
             return False, f"{self.backend} is not installed here"
-        if self.engine_device.split(".")[0] not in available and self.engine_device not in available:
+        if not has_device(available, self.engine_device):
             return False, f"{self.backend} here has {', '.join(available) or 'no devices'}, not {self.engine_device}"
         return True, "runs here"
 
@@ -146,20 +131,6 @@ class DeviceProfile(StrictModel):
         }
 
 
-def available_devices(backend: str) -> list[str] | None:
-    """The devices (OpenVINO) or execution providers (ONNX Runtime) this host has; None when the engine is absent."""
-    try:
-        if backend == "openvino":
-            from edgecam.runtime.backends.openvino import core
-
-            return list(core().available_devices)
-        import onnxruntime as ort
-
-        return list(ort.get_available_providers())
-    except (ImportError, EdgecamError):
-        return None
-
-
 def profile_names() -> list[str]:
     """The profiles edgecam ships."""
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
@@ -168,6 +139,8 @@ def profile_names() -> list[str]:
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """A shipped profile by name, or a user's YAML file by path; EdgecamError naming the file and key otherwise."""
     text = str(name_or_path)
+    if "\x00" in text:  # the OS refuses such a path with a ValueError, not an answer
+        raise EdgecamError("a profile name or path cannot hold a NUL character", fix="check the --device value")
     path = Path(text)
     if not (text.endswith((".yaml", ".yml")) or path.exists()):
         if text not in profile_names():

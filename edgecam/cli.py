@@ -373,7 +373,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         single = {"BUNDLE": args.bundle, "--source": args.source, "--roi": args.roi, "--save-video": args.save_video}
         single.update({"--jsonl": args.jsonl, "--variant": args.variant, "--max-frames": args.max_frames})
         single.update({"--threads": args.threads, "--conf": args.conf, "--iou": args.iou})
-        single.update({"--save-images": args.save_images, "--loop": args.loop or None})
+        single.update({"--save-images": args.save_images, "--loop": args.loop or None, "--device": args.device})
         given = [k for k, v in single.items() if v is not None and v != []]
         if given:
             raise EdgecamError(f"--config runs the cameras of the YAML file: drop {', '.join(given)}")
@@ -396,18 +396,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise EdgecamError("--duration is for --config runs", fix="use --max-frames to bound a single-source run")
     from edgecam.runtime.pipeline import run
 
+    choice = _choose_device(args)
     summary = run(
         args.bundle,
         args.source,
-        backend=args.backend,
-        variant=args.variant,
+        backend=choice.backend,
+        device=choice.device,
+        variant=choice.variant,
         rois=args.roi or None,
         save_video=args.save_video,
         save_images=args.save_images,
         loop=args.loop,
         jsonl=args.jsonl,
         max_frames=args.max_frames,
-        threads=args.threads,
+        threads=choice.threads,
         show_progress=not args.json,
         conf=args.conf,
         iou=args.iou,
@@ -423,10 +425,28 @@ def _failed(why: str) -> int:
     return 1
 
 
+def _choose_device(args: argparse.Namespace) -> Any:
+    """`--device` with `--backend`, `--variant`, `--threads` (see devices/select.py); a profile made for another
+    box than this one is run as asked, with a note saying so."""
+    from edgecam.devices.select import choose_device
+
+    choice = choose_device(args.device, args.backend, args.bundle, args.variant, args.threads)
+    if choice.profile is not None:
+        here, why = choice.profile.runs_here()
+        if not here:
+            print(f"edgecam {args.command}: note: profile {choice.profile.name} is not this host ({why}); running "
+                  f"its {choice.backend} {choice.device} here", file=sys.stderr)  # fmt: skip
+    return choice
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from edgecam.runtime.verify import verify_bundle
 
-    report = verify_bundle(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads)
+    backend, variant, threads, device = args.backend, args.variant, args.threads, None
+    if args.device:
+        choice = _choose_device(args)
+        backend, variant, threads, device = choice.backend, choice.variant, choice.threads, choice.device
+    report = verify_bundle(args.bundle, backend=backend, variant=variant, threads=threads, device=device)
     _emit(args, report.to_dict(), report.format())
     for problem in report.problems:
         print(f"edgecam verify: error: {problem}", file=sys.stderr)
@@ -435,11 +455,51 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecam.devices.benchmark import benchmark_bundle, format_rows
+    from edgecam.devices.select import choose_device, is_profile
+    from edgecam.runtime.errors import EdgecamError
 
+    if args.device and is_profile(args.device):
+        return _benchmark_profile(args)
+    backends, device = tuple(args.backends.split(",")) if args.backends else ("onnxruntime", "openvino"), "CPU"
+    if args.device:  # an engine's device name: that engine only
+        if len(backends) > 1 and args.backends:
+            raise EdgecamError(
+                f"--device {args.device} names a device of one engine, not of {args.backends}",
+                fix="give one engine with --backends, or a device profile",
+            )
+        choice = choose_device(args.device, args.backends or None)
+        backends, device = (choice.backend,), choice.device
     rows = benchmark_bundle(
-        args.bundle, tuple(args.backends.split(",")), runs=args.runs, threads=args.threads, batch=args.batch
+        args.bundle,
+        backends,
+        runs=args.runs,
+        threads=args.threads,
+        batch=args.batch,
+        device=device,
+        throughput_seconds=args.seconds,
     )
     _emit(args, rows, format_rows(rows))
+    return 0
+
+
+def _benchmark_profile(args: argparse.Namespace) -> int:
+    """`benchmark --device PROFILE`: the profile's variants, stored beside the bundle; the rows with --json."""
+    from edgecam.devices.profile_bench import benchmark_profile, format_result, store
+    from edgecam.runtime.errors import EdgecamError
+
+    if args.backends or args.threads:
+        raise EdgecamError("a device profile names its backend and threads", fix="drop --backends / --threads")
+    result = benchmark_profile(
+        args.bundle, args.device, runs=args.runs, batch=args.batch, throughput_seconds=args.seconds
+    )
+    try:
+        saved = store(result, args.bundle, args.out)
+    except EdgecamError:  # the measurements are shown before the error: they took minutes
+        _emit(args, result["rows"], format_result(result))
+        raise
+    if saved["plot_note"] and args.json:
+        print(f"edgecam benchmark: plot {saved['plot_note']}", file=sys.stderr)
+    _emit(args, result["rows"], format_result(result, saved))
     return 0
 
 
@@ -547,6 +607,15 @@ RUN_EXIT_CODES = """exit codes (for a supervisor such as systemd):
   2    bad input: a missing file, a bad bundle or configuration
   124  a SIGTERM / Ctrl-C stop took longer than --drain-timeout
   130  a second Ctrl-C (143: a second SIGTERM) ended the run without finishing the outputs"""
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        help="a device profile (`edgecam devices`) or profile YAML: its backend, device, threads and the variant of "
+        "its fastest precision the bundle has; or the engine's device: CPU, GPU, NPU, AUTO (openvino), cpu, cuda, "
+        "tensorrt or a ...ExecutionProvider name (onnxruntime). A device this host lacks is an error",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -690,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a SIGTERM / Ctrl-C may take to finish the outputs before the run exits at once with code 124 "
         "(default: %(default)s)",
     )
-    p.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"])
+    p.add_argument("--backend", choices=["openvino", "onnxruntime"], help="inference engine (default: openvino)")
+    _device_option(p)
     p.add_argument("--variant", help="bundle variant to run")
     p.add_argument("--roi", type=_roi, action="append", help="x,y,w,h region to classify (repeatable)")
     p.add_argument("--save-video", type=Path, help="write an annotated video (.mp4 or .avi)")
@@ -727,15 +797,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cmd_verify, "device self-test: every file's sha256, then the golden frames on each backend")
     p.add_argument("bundle")
     p.add_argument("--backend", help="only this engine (default: every backend that can run each variant)")
+    _device_option(p)
     p.add_argument("--variant", help="only this variant (default: all)")
     p.add_argument("--threads", type=int, help="inference threads")
 
-    p = add("benchmark", cmd_benchmark, "inference latency of every variant per backend")
+    p = add(
+        "benchmark",
+        cmd_benchmark,
+        "inference latency of every variant per backend; with --device PROFILE, every variant the profile runs "
+        "(load time, first inference, p50/p95/p99, async throughput, peak RSS, accuracy, budget), stored in "
+        "BUNDLE/benchmarks/<host>/<profile>.json",
+    )
     p.add_argument("bundle")
-    p.add_argument("--backends", default="onnxruntime,openvino")
-    p.add_argument("--runs", type=int, default=200)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--backends", help="comma-separated engines (default: onnxruntime,openvino)")
+    _device_option(p)
+    p.add_argument("--runs", type=_positive_int, default=200, help="timed runs per variant")
+    p.add_argument("--threads", type=_positive_int)
     p.add_argument("--batch", type=int, default=1, help="inputs per call, e.g. 20 slot crops of one frame")
+    p.add_argument("--seconds", type=float, default=3.0, help="async throughput measured for this long (0: skipped)")
+    p.add_argument("--out", type=Path, help="with a profile: store the results here, not in BUNDLE/benchmarks/<host>/")
 
     add("models", cmd_models, "list the registered model families")
 

@@ -17,6 +17,7 @@ later mid-run. Relative paths are relative to the YAML file. Every key is descri
         bundle: bundles/person-detector     # cameras naming the same bundle share one loaded model
         variant: openvino-int8              # optional; default: the manifest's first the backend runs
         backend: openvino                   # or onnxruntime
+        device: CPU                         # optional: GPU, NPU, AUTO (openvino); cpu, cuda, tensorrt (onnxruntime)
         classifier: bundles/tamper          # optional second (classify) bundle: tamper or slot states
         rois: [[0, 0, 64, 64]]              # optional classifier regions; default: the scenario's rois() or
                                             #   the whole frame

@@ -339,6 +339,11 @@ class MultiRunSummary:
                 f"{age.get('p95', 0):>9.1f}{c['dropped']:>9}{c['reconnects']:>8}  {events}"
                 + (f"  ERROR {c['error']}" if c["error"] else "")
             )
+        for e in self.engines:  # which device each shared model really ran on
+            lines.append(
+                f"engine   {e.get('variant', '?')} on {e.get('backend')} {e.get('device', 'CPU')} "
+                f"(threads {e.get('threads')}, workers {e.get('workers')})"
+            )
         return "\n".join(lines)
 
 
@@ -361,13 +366,19 @@ class MultiCameraRunner:
         self.stop_requested = False  # a stop signal (SIGTERM, Ctrl-C under `edgecam run`) asked every camera to end
 
     def _engine(
-        self, bundle: Any, backend: str, variant: str | None, conf: float | None = None, iou: float | None = None
+        self,
+        bundle: Any,
+        backend: str,
+        variant: str | None,
+        conf: float | None = None,
+        iou: float | None = None,
+        device: str | None = None,
     ) -> SharedEngine:
-        """The shared engine of (bundle, backend, variant, thresholds), loaded on first use."""
-        key = (str(bundle.resolve()), backend, variant, conf, iou)
+        """The shared engine of (bundle, backend, device, variant, thresholds), loaded on first use."""
+        key = (str(bundle.resolve()), backend, device, variant, conf, iou)
         if key not in self.engines:
             c = self.config
-            model = Model(bundle, backend, variant, threads=c.threads, conf=conf, iou=iou, mode=c.mode)
+            model = Model(bundle, backend, variant, threads=c.threads, conf=conf, iou=iou, mode=c.mode, device=device)
             self.engines[key] = SharedEngine(model, c.workers)
         return self.engines[key]
 
@@ -414,8 +425,10 @@ class MultiCameraRunner:
                 ).start()
                 self._closers.append(self.http.stop)
             for c in self.config.cameras:
-                engine = self._engine(c.bundle, c.backend, c.variant, c.conf, c.iou)
-                classifier = self._engine(c.classifier, c.backend, None) if c.classifier is not None else None
+                engine = self._engine(c.bundle, c.backend, c.variant, c.conf, c.iou, c.device)
+                classifier = (
+                    self._engine(c.classifier, c.backend, None, device=c.device) if c.classifier is not None else None
+                )
                 live_view = self.http is not None
                 cam = CameraRunner(c, engine, classifier, self.registry, sinks, self.telemetry, live_view)
                 self.cameras.append(cam)

@@ -105,7 +105,13 @@ class SharedEngine:
 
     def info(self) -> dict[str, Any]:
         """The backend's own report (OpenVINO adds its streams) and how this engine shares it."""
-        return {**self.backend.info(), "shared": self.kind, "workers": self.workers, "mode": self.model.mode}
+        return {
+            **self.backend.info(),
+            "variant": self.model.variant.name,
+            "shared": self.kind,
+            "workers": self.workers,
+            "mode": self.model.mode,
+        }
 
     def close(self) -> None:
         """Finish what is queued, then refuse new work."""

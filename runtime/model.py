@@ -113,9 +113,11 @@ class Pending:
 class Model:
     """What the runtime, `edgecam val` on a bundle and the benchmark all call.
 
-    `backend` is an engine name, loaded here, or an already loaded `Backend` to share (a per-camera view of one
-    model: see `view`). `infer` replaces the inference call, e.g. with a shared engine's; `submit`, when given, starts
-    a batch that runs while the caller works on (used with `overlap`).
+    `backend` is an engine name, loaded here on `device` (OpenVINO: CPU, GPU, NPU, AUTO...; ONNX Runtime: an
+    execution provider, cpu, cuda, ...; None: the CPU), or an already loaded `Backend` to share (a per-camera view of
+    one model: see `view`). A device this host lacks raises EdgecamError naming what it has. `infer` replaces the
+    inference call, e.g. with a shared engine's; `submit`, when given, starts a batch that runs while the caller
+    works on (used with `overlap`).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Model:
         mode: str = "latency",
         infer: Callable[[np.ndarray], np.ndarray] | None = None,
         submit: Callable[[np.ndarray], Future] | None = None,
+        device: str | None = None,
     ) -> None:
         if mode not in PERFORMANCE_MODES:
             raise EdgecamError(f"unknown engine mode {mode!r}", fix=f"use one of {', '.join(PERFORMANCE_MODES)}")
@@ -143,11 +146,14 @@ class Model:
         self.class_names = self.bundle.class_names
         self.task = self.bundle.task
         self.threads = threads or default_threads()
+        self.device = device
         if not shared:
             warn_unsealed(self.bundle)
             self.bundle.check_variant_files(self.variant)  # what the engine reads is what was exported
             path = self.bundle.path_of(self.variant)
-            self.engine.load(path, threads=self.threads, precision=self.variant.precision, mode=mode)
+            self.engine.load(
+                path, threads=self.threads, precision=self.variant.precision, device=device or "CPU", mode=mode
+            )
             self._check_output()
         self._infer = infer if infer is not None else self._engine_infer
         self._submit = submit
@@ -174,7 +180,12 @@ class Model:
             mode=self.mode,
             infer=infer,
             submit=submit,
+            device=self.device,
         )
+
+    def info(self) -> dict[str, Any]:
+        """The engine's own report (version, device, threads, precision) and the variant it runs."""
+        return {**self.engine.info(), "variant": self.variant.name}
 
     def _check_output(self) -> None:
         """One blank image through the loaded engine: its output must fit the manifest's class names (a manifest

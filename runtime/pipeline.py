@@ -53,7 +53,7 @@ class RunSummary:
         lines = [
             f"{self.frames} frames in {self.seconds:.2f} s = {self.fps:.1f} FPS"
             + (" (interrupted)" if self.interrupted else ""),
-            f"model    {self.variant} on {engine} (threads {info.get('threads')})",
+            f"model    {self.variant} on {engine}, device {info.get('device', 'CPU')} (threads {info.get('threads')})",
             f"source   {self.source}: "
             + ", ".join(f"{k} {v}" for k, v in self.source_stats.items() if not isinstance(v, list)),
             f"{'stage':<12}{'count':>8}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}",
@@ -104,13 +104,15 @@ def run(
     capture_factory: CaptureFactory | None = None,
     save_images: Path | None = None,
     loop: bool = False,
+    device: str | None = None,
 ) -> RunSummary:
     """Run a bundle on a source until it ends, `max_frames` is reached or Ctrl-C; returns the run's summary.
 
     `conf` / `iou` override a detector's thresholds (None = the manifest's); ROIs are for classifiers only.
     Detections are not tracked (every box above `conf` is recorded); `--config` adds tracking and scenarios.
     `save_images` (image folders) writes one annotated image per input image; `loop` replays a video file until
-    `max_frames` or Ctrl-C / SIGTERM.
+    `max_frames` or Ctrl-C / SIGTERM. `device` is the backend's device (OpenVINO CPU, GPU, NPU...; ONNX Runtime
+    cpu, cuda, ...; None: the CPU), as `device:` in cameras.yaml.
     """
     from edgecam.runtime.cameras import MultiCameraRunner  # cameras.py builds on the processor, as this does
 
@@ -127,6 +129,8 @@ def run(
     if loop and (is_live(str(source)) or is_image_source(str(source))):
         raise EdgecamError("--loop is for video files", fix="drop --loop")
     camera: dict[str, Any] = {"name": "main", "source": str(source), "bundle": str(bundle), "backend": backend}
+    if device is not None:
+        camera["device"] = device
     camera.update(variant=variant, rois=[list(r) for r in rois or ()], track=False, conf=conf, iou=iou)
     outputs = (("video", save_video), ("images", save_images), ("jsonl", jsonl))
     camera["sinks"] = {k: str(v) for k, v in outputs if v is not None}

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edgecam.runtime.device import default_device_id
+from edgecam.runtime.device_id import default_device_id
 from edgecam.runtime.state import StateRegistry
 from edgecam.runtime.stats import HistogramSnapshot
 

@@ -76,6 +76,7 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    device: str = "CPU"  # the engines' device (an OpenVINO device or an ONNX Runtime execution provider)
 
     @property
     def passed(self) -> bool:
@@ -88,7 +89,7 @@ class VerifyReport:
     def format(self) -> str:
         intact = sum(s == "ok" for s in self.files.values())
         golden = f"{self.golden_frames} golden frames" if self.golden_frames else "no golden frames"
-        lines = [f"{self.bundle} ({self.task}): {intact}/{len(self.files)} files intact, {golden}"]
+        lines = [f"{self.bundle} ({self.task}): {intact}/{len(self.files)} files intact, {golden}, on {self.device}"]
         for r in self.runs:
             verdict = "ok" if r.passed else "FAIL"
             lines.append(f"  {r.variant:<16}{r.backend:<13}{verdict:<6}{r.summary()}  ({r.seconds * 1000:.0f} ms)")
@@ -184,10 +185,11 @@ def _run(
     letterboxes: list[Letterbox],
     threads: int,
     skip_missing: bool,
+    device: str | None = None,
 ) -> GoldenRun | None:
     """None when the backend's package is not installed and `skip_missing` (backends were not chosen by hand)."""
     t0 = time.perf_counter()
-    output = _infer(bundle, var, backend, batch, threads, skip_missing)
+    output = _infer(bundle, var, backend, batch, threads, skip_missing, device)
     if not isinstance(output, np.ndarray):
         return None if output is None else GoldenRun(var.name, backend, {}, [output], time.perf_counter() - t0)
     reference = load_output(bundle.root / golden["outputs"][var.name])
@@ -197,14 +199,20 @@ def _run(
 
 
 def _infer(
-    bundle: Bundle, var: Variant, backend: str, batch: np.ndarray, threads: int, skip_missing: bool
+    bundle: Bundle,
+    var: Variant,
+    backend: str,
+    batch: np.ndarray,
+    threads: int,
+    skip_missing: bool,
+    device: str | None = None,
 ) -> np.ndarray | str | None:
     """The variant's first output for `batch` on `backend`; a problem line when it cannot run or its output does
     not fit the manifest (a class cut from class_names); None when the backend is not installed and
     `skip_missing`."""
     try:
         engine = create_backend(backend)
-        engine.load(bundle.path_of(var), threads=threads, precision=var.precision)
+        engine.load(bundle.path_of(var), threads=threads, precision=var.precision, device=device or "CPU")
         output = np.asarray(engine.infer(batch)[0])
     except Exception as exc:  # any engine failure is this run's result, reported rather than raised
         if skip_missing and (isinstance(exc, ImportError) or isinstance(exc.__cause__, ImportError)):
@@ -219,14 +227,21 @@ def _infer(
     return output
 
 
-def _probe(report: VerifyReport, bundle: Bundle, pairs: list[tuple[Variant, str]], threads: int, skip: bool) -> None:
+def _probe(
+    report: VerifyReport,
+    bundle: Bundle,
+    pairs: list[tuple[Variant, str]],
+    threads: int,
+    skip: bool,
+    device: str | None = None,
+) -> None:
     """Without golden frames: one blank image through each intact variant, so a manifest whose class_names do
     not fit the model, or a model that outputs NaN, still fails (its checksums alone would pass)."""
     blank = np.zeros((1, *bundle.preprocess.input_shape), np.float32)
     for var, name in pairs:
         if any(report.files.get(rel) != "ok" for rel in var.files):
             continue
-        output = _infer(bundle, var, name, blank, threads, skip)
+        output = _infer(bundle, var, name, blank, threads, skip, device)
         if output is None:
             _note(report, f"backend {name} is not installed: skipped")
         elif isinstance(output, str):
@@ -251,13 +266,17 @@ def verify_bundle(
     backend: str | None = None,
     variant: str | None = None,
     threads: int | None = None,
+    device: str | None = None,
 ) -> VerifyReport:
-    """Checksums of every file, then the golden frames on the chosen variants and backends.
+    """Checksums of every file, then the golden frames on the chosen variants and backends, on `device` (the
+    engine's device name; None: the CPU; give a `backend` with it, since device names belong to one engine).
 
     Problems found in the bundle (changed or missing files, drift) are returned in the report; an unreadable
     manifest or an unknown backend / variant raises EdgecamError.
     """
     t0 = time.perf_counter()
+    if device is not None and backend is None:
+        raise EdgecamError(f"device {device!r} needs a backend", fix="give --backend openvino or onnxruntime")
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, check=False)
     golden = _golden_entry(bundle)
     pairs = _plan(bundle, backend, variant)
@@ -265,6 +284,7 @@ def verify_bundle(
     listed.update(golden["files"] if golden else {})
     status = {rel: _file_status(bundle.root, rel, info) for rel, info in listed.items()}
     report = VerifyReport(str(bundle.root), bundle.task, status, int(golden.get("count", 0)) if golden else 0)
+    report.device = device or "CPU"
     for rel, state in status.items():
         if state == "missing":
             report.problems.append(f"{rel}: missing (copy the whole bundle directory)")
@@ -274,7 +294,7 @@ def verify_bundle(
         report.notes.append(
             "no golden frames in this bundle: only checksums and output shapes verified (re-export to add them)"
         )
-        _probe(report, bundle, pairs, threads or default_threads(), backend is None)
+        _probe(report, bundle, pairs, threads or default_threads(), backend is None, device)
     elif status.get(golden["frames"]) != "ok":
         report.notes.append(f"golden comparison skipped: {golden['frames']} failed its check")
     else:
@@ -290,7 +310,7 @@ def verify_bundle(
             if bad:
                 _note(report, f"{var.name} not run: {', '.join(bad)} failed the checksum")
                 continue
-            args = (golden, frames, batch, letterboxes, threads or default_threads(), backend is None)
+            args = (golden, frames, batch, letterboxes, threads or default_threads(), backend is None, device)
             run = _run(bundle, var, name, *args)
             if run is None:
                 _note(report, f"backend {name} is not installed: skipped")

@@ -107,6 +107,7 @@ class OpenCvBackend(Backend):
         return {
             "backend": self.name,
             "version": self._version,
+            "device": "CPU",
             "engine": self._engine,
             "threads": cv2.getNumThreads(),
             "precision": self._precision,

@@ -1,4 +1,6 @@
-"""OpenVINO on the CPU. FP32 variants run with INFERENCE_PRECISION_HINT=f32: the CPU plugin would run bf16."""
+"""OpenVINO on a device: the CPU, or the one asked for (GPU, NPU, AUTO, ...), checked to be on this host before the
+model compiles. FP32 variants run with INFERENCE_PRECISION_HINT=f32: the CPU plugin would run bf16 (and the GPU
+plugin f16). Threads are a CPU setting: other devices get only the performance hint and streams."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ import numpy as np
 
 from edgecam.runtime.backends import register_backend
 from edgecam.runtime.backends.base import Backend, as_input
+from edgecam.runtime.device import OV_VIRTUAL, check_device, ov_parts
 from edgecam.runtime.errors import EdgecamError
 
 _CORE = None
 # A variant's precision -> the inference precision the CPU plugin is told to use.
 INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32"}
+# Devices that take the inference-precision hint (the NPU compiles to its own precisions and refuses it).
+PRECISION_DEVICES = ("CPU", "GPU")
 
 
 def core() -> Any:
@@ -53,16 +58,22 @@ class OpenVinoBackend(Backend):
         import openvino.properties as props
         import openvino.properties.hint as hints
 
+        device = check_device(self.name, device)
         config: dict[str, Any] = {
             hints.performance_mode: hints.PerformanceMode.THROUGHPUT
             if mode == "throughput"
             else hints.PerformanceMode.LATENCY,
-            hints.inference_precision: INFERENCE_PRECISION.get(precision, "f32"),
         }
-        if threads:
-            config[props.inference_num_threads] = int(threads)
-        if streams:
-            config[props.num_streams] = int(streams)
+        head = device.split(":")[0]
+        if head in OV_VIRTUAL:
+            # AUTO / MULTI / HETERO refuse device settings of their own: each device they may pick gets them.
+            parts = ov_parts(device) or list(core().available_devices)
+            each = {p: _device_config(p, precision, threads) for p in parts}
+            config[props.device.properties] = {p: c for p, c in each.items() if c}
+        else:
+            config.update(_device_config(device, precision, threads))
+            if streams:
+                config[props.num_streams] = int(streams)
         try:
             model = core().read_model(str(path))
             self.compiled = core().compile_model(model, device, config)
@@ -75,8 +86,9 @@ class OpenVinoBackend(Backend):
         self._outputs = len(self.compiled.outputs)
         self._input_shape = self.compiled.input(0).get_partial_shape()
         self._mode = mode
-        self._streams = int(self.compiled.get_property(props.num_streams))
-        self._optimal = int(self.compiled.get_property(props.optimal_number_of_infer_requests))
+        self._device = device
+        self._streams = _int_property(self.compiled, props.num_streams, 1)  # AUTO does not say
+        self._optimal = _int_property(self.compiled, props.optimal_number_of_infer_requests, 1)
         self._threads = threads
         self._precision = precision
         self._local = threading.local()  # each calling thread's infer request
@@ -187,14 +199,55 @@ class OpenVinoBackend(Backend):
         return {
             "backend": self.name,
             "version": self._ov.get_version(),
+            "device": self._device,
+            "execution_devices": _execution_devices(self.compiled, self._device),
             "threads": self._threads,
             "precision": self._precision,
             "mode": self._mode,
             "streams": self._streams,
             "optimal_requests": self._optimal,
-            "engine_precision": self.compiled.get_property(hints.inference_precision).to_string(),
+            "engine_precision": _precision_property(self.compiled, hints.inference_precision),
             "conv_precisions": conv_precisions(self.compiled),
         }
+
+
+def _device_config(device: str, precision: str, threads: int | None) -> dict[str, Any]:
+    """What one physical device is told: the variant's inference precision (CPU, GPU) and threads (CPU)."""
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    physical = device.split(".")[0]
+    config: dict[str, Any] = {}
+    if physical in PRECISION_DEVICES:
+        config[hints.inference_precision] = INFERENCE_PRECISION.get(precision, "f32")
+    if threads and physical == "CPU":
+        config[props.inference_num_threads] = int(threads)
+    return config
+
+
+def _int_property(compiled: Any, key: Any, default: int) -> int:
+    """A compiled model's integer property, or `default` when its device plugin does not have it."""
+    try:
+        return int(compiled.get_property(key))
+    except Exception:  # RuntimeError "not supported property" from a virtual device (AUTO)
+        return default
+
+
+def _precision_property(compiled: Any, key: Any) -> str | None:
+    """The inference precision the plugin runs, None when the device plugin does not say (AUTO, NPU)."""
+    try:
+        return compiled.get_property(key).to_string()
+    except Exception:
+        return None
+
+
+def _execution_devices(compiled: Any, device: str) -> list[str]:
+    """The devices the compiled model really runs on (AUTO names the one it chose); the asked-for device when the
+    plugin does not say."""
+    try:
+        return [str(d) for d in compiled.get_property("EXECUTION_DEVICES")]
+    except Exception:  # an older plugin without the property
+        return [device]
 
 
 def conv_precisions(compiled: Any) -> dict[str, int]:
@@ -204,11 +257,14 @@ def conv_precisions(compiled: Any) -> dict[str, int]:
     compiled (runtime) graph tells which precision each layer got.
     """
     counts: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) == "Convolution":
-            precision = info["runtimePrecision"].astype(str)
-            counts[precision] = counts.get(precision, 0) + 1
+    try:
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) == "Convolution":
+                precision = info["runtimePrecision"].astype(str)
+                counts[precision] = counts.get(precision, 0) + 1
+    except Exception:  # a device plugin whose runtime graph has no such layer info (the NPU)
+        return {}
     return dict(sorted(counts.items()))
 
 

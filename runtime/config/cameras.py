@@ -32,7 +32,8 @@ from edgecam.runtime.config.scenarios import (
     ScenarioSettings,
     SecuritySettings,
 )
-from edgecam.runtime.device import DEVICE_ID, default_device_id
+from edgecam.runtime.device import device_problem, device_string
+from edgecam.runtime.device_id import DEVICE_ID, default_device_id
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.motion import MotionConfig
 from edgecam.runtime.reconnect import Backoff, ReconnectPolicy
@@ -178,6 +179,12 @@ class CameraConfig(StrictModel):
     source: str = Field(description="video file, image folder, camera index, rtsp:// or http(s):// URL")
     bundle: Path = Field(description="bundle folder from `edgecam export`; cameras naming the same one share a model")
     backend: str = Field("openvino", description=f"inference engine: {' | '.join(backend_names())}")
+    device: str | None = Field(
+        None,
+        description="where the backend runs the model: OpenVINO device (CPU, GPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU) or "
+        "ONNX Runtime execution provider (cpu, cuda, tensorrt, openvino, or a full ...ExecutionProvider name); "
+        "null: the CPU. A device this host lacks stops the run at start (never a quiet CPU fallback)",
+    )
     variant: str | None = Field(None, description="bundle variant; default: the manifest's first the backend runs")
     classifier: Path | None = Field(None, description="second (classify) bundle: tamper or slot states")
     scenario: Literal["security", "retail", "none"] = Field("none", description="the rules turning results into events")
@@ -270,6 +277,17 @@ class CameraConfig(StrictModel):
         if value not in backend_names():
             raise fail(f"unknown backend {value!r}", f"use one of {backend_names()}")
         return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None, info: ValidationInfo) -> str | None:
+        backend = info.data.get("backend")
+        if value is None or backend is None:
+            return value
+        problem = device_problem(backend, value)
+        if problem:
+            raise fail(problem, "see `edgecam devices`; e.g. CPU, GPU, NPU for openvino, cpu, cuda for onnxruntime")
+        return device_string(backend, value)
 
     @field_validator("bundle", "classifier")
     @classmethod
@@ -448,7 +466,7 @@ class HttpConfig(StrictModel):
 
 
 class EngineConfig(StrictModel):
-    """How each shared model (one per bundle, backend and variant) runs."""
+    """How each shared model (one per bundle, backend, device and variant) runs."""
 
     workers: Int = Field(2, ge=1, description="infer requests (OpenVINO) or pool threads (ONNX Runtime) per model")
     threads: Int | None = Field(None, ge=1, description="inference threads per model; null: the runtime's default")

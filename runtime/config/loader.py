@@ -18,6 +18,7 @@ from edgecam.runtime.bundle import load_bundle
 from edgecam.runtime.config.base import NAME, describe, first_error, key_path
 from edgecam.runtime.config.cameras import CameraConfig, MqttConfig, RuntimeConfig
 from edgecam.runtime.config.scenarios import SCENARIO_SETTINGS
+from edgecam.runtime.device import check_device
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.redact import mask_text, mask_url
 from edgecam.runtime.scenarios import create_scenario
@@ -105,6 +106,10 @@ def _check_camera(cam: CameraConfig, origin: str | Path) -> None:
             origin, cam.name, "source", f"{cam.source} not found", "check the path (relative to the YAML file)"
         )
     _check_source_kind(cam, origin)
+    try:  # the device is on this host: said now, with the file and camera, rather than when the model loads
+        check_device(cam.backend, cam.device)
+    except EdgecamError as exc:
+        raise _wrap(origin, cam.name, "device", exc) from None
     try:
         manifest = load_bundle(cam.bundle)
     except EdgecamError as exc:

@@ -41,7 +41,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edgecam.runtime.device import DEVICE_ID, default_device_id
+from edgecam.runtime.device_id import DEVICE_ID, default_device_id
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.sinks.jsonl import to_jsonable
 from edgecam.runtime.types import Event

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from edgecam.runtime.config import RuntimeConfig
 from edgecam.runtime.config.loader import parse_runtime_config, validation_error
-from edgecam.runtime.device import DEVICE_ID, device_id_from
+from edgecam.runtime.device_id import DEVICE_ID, device_id_from
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.processor import validate_rois
 from edgecam.runtime.scenarios import create_scenario
