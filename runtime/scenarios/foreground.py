@@ -7,12 +7,13 @@ pixel has held still (within `THRESHOLD` of its value when it last moved) long e
 
 Pieces of foreground (connected, after growing the mask a little) are told apart by where they reach. One that fits
 inside a single ROI is that slot's own change (products taken or put back): it hides nothing, so the classifier
-reads the change as soon as it holds still (`MOVING_SECONDS`), and it settles after `settle_seconds`. One that
-reaches beyond the ROIs came from outside (a shopper, an arm), and so does one that keeps moving where an occluder
-just was (a head passing a top-row slot, its body the colour of the products below). Those hide the slots they
-cover (grown, since a classifier is already confused by an arm over part of a slot) and settle only after
-`max_hold_seconds`, so a shopper who stops is not read as stock. What stands still longer than that still becomes
-background (a person detector has no such limit).
+reads the change at once, and it settles after `settle_seconds`. One that reaches beyond the ROIs came from outside
+(a shopper, an arm), and so does one inside a slot that changes from frame to frame (legs walking past a bottom
+slot, the rest of the shopper the colour of the shelf). Those hide the slots they cover (grown, since a classifier
+is already confused by an arm over part of a slot) and settle only after `max_hold_seconds`, so a shopper who stops
+is not read as stock. What stands still longer than that still becomes background (a person detector has no such
+limit). A shopper who stops and is seen only in pieces that each fit one slot is still read as the slots' own change:
+a person detector is the cure for that.
 
 Lighting and shake: when the frame's median brightness (over unclipped pixels) steps away from the background's,
 or most of it differs at once, the lights changed, and the background is scaled by the frame's gain at once
@@ -39,8 +40,7 @@ LIGHT_FRACTION = 0.5  # ... and so is more of the frame than this differing at o
 NEIGHBOURS = np.ones((3, 3), np.uint8)  # a pixel matches the background if it is within range of any of these
 SHAKE_MIN, SHAKE_MAX = 0.25, 8.0  # analysis pixels (1 to 32 px full size): a smaller shift is noise, a larger a pan
 SHAKE_RESPONSE = 0.2  # phase correlation's peak strength below which the shift is not trusted
-MOVING_SECONDS = 0.3  # a pixel that changed from one frame to the next this recently is moving (drift never does)
-MOVING_SHARE = 0.1  # a piece with more of its pixels moving than this is something passing, not a slot's change
+MOVING_SHARE = 0.1  # a piece with more of its pixels changing in one frame than this is passing, not a slot's change
 
 
 class Foreground:
@@ -65,7 +65,6 @@ class Foreground:
         self._last_ts: float | None = None
         self._still_for: np.ndarray | None = None  # per pixel: seconds it has stayed near its anchor
         self._previous: np.ndarray | None = None  # uint8 BGR: the last frame
-        self._calm_for: np.ndarray | None = None  # per pixel: seconds since it last changed from one frame to the next
         self.mask: np.ndarray | None = None  # the last frame's occluding foreground (bool), for tests and the curious
         self.changes: np.ndarray | None = None  # the last frame's foreground confined to one ROI (a slot's own change)
         self.light_steps = 0  # how often the whole background was re-based on a lighting change
@@ -114,11 +113,11 @@ class Foreground:
             self._background = frame.astype(np.float32)
             self._anchor, self._last_ts = frame, timestamp
             self._still_for = np.zeros(plane, np.float32)
-            self._previous, self._calm_for = frame, np.zeros(plane, np.float32)
+            self._previous = frame
             self.mask, self.changes = np.zeros(plane, bool), np.zeros(plane, bool)
             return self.mask
         assert self._anchor is not None and self._still_for is not None
-        assert self._previous is not None and self._calm_for is not None
+        assert self._previous is not None
         frame = self._steady(frame)
         # against the anchor, not the previous frame: a soft edge sliding in changes little from frame to frame
         moved = _far(frame, self._anchor)
@@ -126,8 +125,7 @@ class Foreground:
         dt, self._last_ts = max(0.0, timestamp - self._last_ts), timestamp
         self._still_for += dt
         self._still_for[moved] = 0.0
-        self._calm_for += dt
-        self._calm_for[_far(frame, self._previous)] = 0.0
+        changing = _far(frame, self._previous)  # drift never changes a pixel this much from one frame to the next
         self._previous = frame
         frame_f = frame.astype(np.float32)
         differs = self._off_background(frame_f)
@@ -135,7 +133,7 @@ class Foreground:
         if abs(gain - 1.0) > LIGHT_GAIN or np.count_nonzero(differs) > LIGHT_FRACTION * differs.size:
             differs = self._rebase_on_light(frame_f, gain)
         grown = cv2.dilate(differs.view(np.uint8), GROW)
-        outside = self._from_outside(grown, rois, self._calm_for < MOVING_SECONDS)
+        outside = self._from_outside(grown, rois, changing)
         settled = (self._still_for >= self.settle_seconds) & (~outside | (self._still_for >= self.max_hold_seconds))
         foreground = differs & ~settled
         np.copyto(self._background, frame_f, where=settled[..., None])  # a change that stays put is the new scene
@@ -168,10 +166,10 @@ class Foreground:
         return cv2.warpAffine(frame, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _from_outside(
-        self, grown: np.ndarray, rois: Sequence[tuple[int, int, int, int]] | None, moving: np.ndarray
+        self, grown: np.ndarray, rois: Sequence[tuple[int, int, int, int]] | None, changing: np.ndarray
     ) -> np.ndarray:
-        """Per pixel: whether its piece of (grown) foreground reaches beyond every ROI by more than `MARGIN`, or
-        has more than `MOVING_SHARE` of its pixels `moving` and touches the last frame's occluders."""
+        """Per pixel: whether its piece of (grown) foreground reaches beyond every ROI by more than `MARGIN`, has
+        more than `MOVING_SHARE` of its pixels `changing` in this frame."""
         if rois is None:
             return grown.view(bool)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
@@ -185,13 +183,12 @@ class Foreground:
             inside_roi = (x0 >= x * s - MARGIN) & (y0 >= y * s - MARGIN)
             inside_roi &= (x1 <= (x + w) * s + MARGIN) & (y1 <= (y + h) * s + MARGIN)
             inside |= inside_roi
-        # a piece that still moves and overlaps the last frame's occluders is the same passer-by, now seen only
-        # inside one slot (a head over a top-row slot, its body the colour of the products below)
+        # Inside one slot, yet not the slot's own change: a piece that changes from frame to frame (legs walking
+        # past a bottom slot, a head past a top one, the rest of the shopper the colour of the shelf). Taking a
+        # product changes its pixels in one frame only.
         area = stats[1:, cv2.CC_STAT_AREA]
-        moved = np.bincount(labels.ravel(), weights=moving.ravel(), minlength=count)[1:]
-        passing = moved > MOVING_SHARE * area
-        if self.mask is not None and self.mask.shape == labels.shape:
-            passing &= np.bincount(labels.ravel(), weights=self.mask.ravel(), minlength=count)[1:] > 0
+        flat = labels.ravel()
+        passing = np.bincount(flat, weights=changing.ravel(), minlength=count)[1:] > MOVING_SHARE * area
         inside &= ~passing
         return np.concatenate(([False], ~inside))[labels]
 
