@@ -81,13 +81,11 @@ def cmd_data_video(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise EdgecamError("the video is written as MPEG-4", path=out, fix="give an --out path ending in .mp4")
-    if args.hard and args.scenario != "retail":
-        raise EdgecamError("--hard is for the retail shelf video", fix="drop --hard, or use --scenario retail")
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.scenario == "retail":
         video = make_shelf_video(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed, hard=args.hard)
     else:
-        video = make_security_video(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed)
+        video = make_security_video(out, seconds=args.seconds, fps=args.fps, size=size, seed=args.seed, hard=args.hard)
     result = {"video": str(out), "truth": str(out.with_suffix(".json")), "frames": video.n_frames, "fps": video.fps}
     _emit(args, result, f"wrote {video.n_frames} frames to {out} (ground truth in {out.with_suffix('.json')})")
     return 0
@@ -587,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--hard",
         action="store_true",
         help="retail: shoppers who stop 1-5 s, a slot emptied and restocked while hidden, lighting drift and step, "
-        "camera shake (all in the ground truth)",
+        "camera shake; security (--seconds >= 24): a loiterer and passers at a zone, people turning back over and "
+        "short of a line, a group walking close, a person hidden by a passing truck (all in the ground truth)",
     )
     video.add_argument("--json", action="store_true")
 

@@ -9,8 +9,9 @@ Every actor follows a scripted path of timed waypoints on the ground (frame pixe
 - `turn_back_cross`: walks over the `gate` line, stays on the far side 1-2 s and comes back: one crossing each
   way (a crossing is the ground point's path cutting the line, whatever happens next); `turn_back_short`: stops
   short of the line and turns round: no crossing.
-- `group`: two or three people walking side by side at the same speed, each a third to two thirds of a box
-  width behind the one before (boxes overlapping), through the zone and over the line.
+- `group`: two or three people walking side by side at the same speed, each half to three quarters of a box
+  width behind the one before (boxes overlapping, IoU about 0.15-0.35, so a detector's NMS keeps both), through
+  the zone and over the line.
 - `occluded`: a person walking along the kerb while a truck passes on the road in front of them, hiding them
   for about a second, just at the line; `truck` and `car` drive along the road (vehicles cross the line too).
 
@@ -133,10 +134,10 @@ def plan_street(rng: np.random.Generator, lay: StreetLayout, seconds: float) -> 
     v, t0 = speed(y0), rng.uniform(11, 12.5) * s
     for k in range(n):
         y = y0 + (k - (n - 1) / 2) * 0.06 * depth
-        gap = rng.uniform(0.35, 0.6) * 0.3 * lay.person_height(y)  # a walker's box is ~0.3 heights wide
+        gap = rng.uniform(0.5, 0.75) * 0.45 * lay.person_height(y)  # a walker's box is ~0.45 heights wide
         actors.append(Actor("person", "group", walk(t0, y, [left - k * gap, right - k * gap], v), seed()))
     # a person by the kerb hidden by a truck passing in front, just at the line
-    y = lay.kerb - 0.04 * depth
+    y = lay.kerb - 0.2 * depth  # clear of the zone's edge (the kerb): no flicker in and out of it
     v = speed(y) * 0.8
     meet = rng.uniform(23, 26) * s
     x_meet = gate + rng.uniform(-0.3, 0.3) * lay.person_height(y)

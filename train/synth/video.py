@@ -232,10 +232,10 @@ def make_security_video(
 ) -> SecurityVideo:
     """Write a street camera video (people walking, a car passing) plus ``<path>.json`` with boxes per frame.
 
-    Every box also gets its visible share (``visible``: not covered by a vehicle in front). `hard` replaces the
-    walkers by the script of `street_hard` (loitering, passing, turning back at a line, a group, a person hidden
-    by a truck); the truth then also holds the actors' ``roles`` and the ``geometry`` (zone and line) they act
-    against."""
+    Every box also gets its visible share (``visible``: not covered by a vehicle in front), and the truth a zone on
+    the pavement and a line across it (``geometry``, a security `scenario_config`) for benchmarks. `hard` replaces
+    the walkers by the script of `street_hard` (loitering, passing, turning back at the line, a group, a person
+    hidden by a truck); the truth then also holds the actors' ``roles``."""
     path, n = Path(path), _n_frames(seconds, fps)
     if hard and seconds < MIN_SECONDS:
         raise EdgecamError(f"the hard street video needs --seconds >= {MIN_SECONDS:g}", fix="e.g. --seconds 30")
@@ -311,10 +311,10 @@ def make_security_video(
         "boxes": [[[*b.xyxy, b.cls] for b in bs] for bs in all_boxes],
         "ids": all_ids,
         "visible": all_visible,
+        "geometry": geometry(lay),
         "seed": seed,
     }
     if script is not None:
-        roles = [{"id": i, "kind": a.kind, "role": a.role} for i, a in enumerate(script)]
-        meta.update(hard=True, geometry=geometry(lay), roles=roles)
+        meta.update(hard=True, roles=[{"id": i, "kind": a.kind, "role": a.role} for i, a in enumerate(script)])
     path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
     return SecurityVideo(path, all_boxes, labels, fps, n, all_ids, all_visible)
