@@ -198,6 +198,8 @@ class ByteTracker:
                 t.misses += 1
                 if t.state == "tentative" or self._expired(t, timestamp):
                     continue
+                t.mean[6:8] = 0.0  # unseen, a box keeps its size: a walker's stride makes its width swing, and
+                # extrapolating that swing through an occlusion shrinks the prediction to nothing
                 t.state, t.xyxy = "lost", _to_xyxy(t.mean[None, :4])[0].astype(np.float32)
             live.append(t)
         taken = {i for _, i in matched}

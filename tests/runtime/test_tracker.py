@@ -322,3 +322,22 @@ def test_group_walking_side_by_side_keeps_two_ids_past_a_person_walking_the_othe
 def test_motion_gate_must_not_be_negative():
     with pytest.raises(EdgecamError, match="motion_gate"):
         ByteTracker(motion_gate=-1.0)
+
+
+def test_a_lost_box_keeps_its_size_through_a_long_occlusion():
+    """A walker's box narrows 4 px a frame (the stride closing) just before a truck hides it for 1.2 s: the
+    prediction must not carry that shrinking on (to nothing) but keep the last size, so the walker found again
+    135 px on keeps the id."""
+    tracker = ByteTracker(max_lost=2.0)
+    ids = []
+    for k in range(40):
+        hidden = 15 <= k < 27
+        w = 60 - 4 * max(0, k - 5) if k < 15 else 44
+        out = tracker.update(Detections.empty() if hidden else dets(box(10 + 7.5 * k, 100, w=w)), k / 10)
+        if k >= 2 and not hidden:
+            ids.append(ids_of(out))
+        if k == 26:  # the prediction at the end of the occlusion: as wide and tall as the box last seen
+            (lost,) = tracker.tracks
+            width, height = lost.xyxy[2] - lost.xyxy[0], lost.xyxy[3] - lost.xyxy[1]
+            assert lost.state == "lost" and width > 0.7 * 24 and height > 0.9 * 80, lost.xyxy
+    assert ids == [[1]] * len(ids), ids
