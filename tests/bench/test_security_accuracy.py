@@ -112,3 +112,18 @@ def test_bad_detector_and_overlapping_seeds(tmp_path):
         sa.run_all(tmp_path, detector=tmp_path / "nothing")
     with pytest.raises(EdgecamError, match="both tuning and held out"):
         sa.run_all(tmp_path, tuning=(1, 2), held_out=(2,))
+
+
+def test_cli_writes_only_the_security_section_when_asked(results, tmp_path, monkeypatch, capsys):
+    from edgecam.bench import scenario_accuracy
+    from edgecam.cli import main
+
+    _, out = results
+    calls = []
+    monkeypatch.setattr(sa, "run_all", lambda work, detector: calls.append((work, detector)) or out)
+    monkeypatch.setattr(scenario_accuracy, "run_all", lambda *a, **k: pytest.fail("retail must not run"))
+    bench = tmp_path / "B.md"
+    assert main(["bench-scenarios", "--scenario", "security", "--work", "W", "--out", str(bench)]) == 0
+    assert calls == [("W", None)] and "security scenario-accuracy section" in capsys.readouterr().out
+    section = read_section(bench, sa.SECTION)
+    assert "`edgecam bench-scenarios --scenario security --work W --out " in section[2]
