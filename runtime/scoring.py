@@ -304,7 +304,9 @@ def line_counts(truth: dict[str, Any], scenario: Any, path: Path, events: list[t
     ran: dict[str, dict[str, int]] = {name: dict.fromkeys(d, 0) for name, d in true.items()}
     for _, e in events:
         name, direction = e.get("line"), e.get("direction")
-        if e["kind"] != "line_cross" or name not in seen or direction not in seen[name]:
+        if e["kind"] != "line_cross" or not isinstance(name, str) or not isinstance(direction, str):
+            continue  # another event, or a line_cross naming no line: a false alarm for the matcher, no count
+        if name not in seen or direction not in seen[name]:
             continue
         seen[name][direction] += 1
         counts = e.get("counts")

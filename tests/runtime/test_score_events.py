@@ -274,6 +274,13 @@ def test_global_cooldown_covers_every_class_and_both_line_directions(tmp_path):
     assert report["counts"]["count_error"] == 0.5
 
 
+def test_a_line_cross_naming_no_line_is_a_false_alarm_not_a_broken_truth(tmp_path):
+    truth, config = street_truth(tmp_path), cameras_yaml(tmp_path, "security", SECURITY)
+    events = [ev("line_cross", 5.0, line=["gate"], direction={"in": 1}, **{"class": "person"})]
+    report = score_events(jsonl(tmp_path, events), truth, config=config)
+    assert report["all"]["fp"] == 1 and report["counts"]["wrong"] == 2  # nothing counted: both crossings short
+
+
 def test_line_counts_take_the_running_count(tmp_path):
     """A `line_cross` carries the line's running counts: crossings suppressed before it are counted."""
     truth = street_truth(tmp_path)
