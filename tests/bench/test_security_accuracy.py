@@ -38,12 +38,17 @@ def test_truth_detections_follow_visibility_and_stay_seeded():
         "visible": [[1.0, 0.5, 0.1]],
     }
     runs = [sa.truth_detections(truth, 0, np.random.default_rng(s)) for s in range(200)]
-    found = lambda d, x: [float(s) for b, s in zip(d.xyxy, d.scores, strict=True) if abs(b[0] - x) < 15]  # noqa: E731
+    boxes = {x: np.array(b[:4], float) for b in truth["boxes"][0] for x in [b[0]]}
+
+    def found(d, x: int) -> list[float]:
+        """Scores of the boxes near the truth box starting at x (a stray box is nowhere near all four sides)."""
+        return [float(s) for b, s in zip(d.xyxy, d.scores, strict=True) if np.abs(b - boxes[x]).max() < 20]
+
     seen = [found(d, 10) for d in runs]
     assert 0.85 < np.mean([bool(s) for s in seen]) < 1.0  # missed now and then (MISS_RATE)
     assert all(0.65 <= s <= 0.95 for x in seen for s in x)  # fully visible: a confident box
     assert all(0.15 <= s <= 0.45 for d in runs for s in found(d, 100))  # half hidden: a low-score box, stage 2
-    assert not any(found(d, 200) for d in runs if len(d) and (d.class_ids == 1).any() and d.scores.max() > 0.5)
+    assert not any(found(d, 200) for d in runs)  # 90 % hidden: never found
     a, b = (sa.truth_detections(truth, 0, np.random.default_rng(3)) for _ in range(2))
     assert np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.scores, b.scores)
 
