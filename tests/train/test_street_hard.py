@@ -73,7 +73,7 @@ def test_turning_back_crosses_twice_or_never(videos):
     assert all(len(crossings(i)) == 1 for i in role_ids(hard, "group") + role_ids(hard, "occluded"))
 
 
-def test_the_group_overlaps_but_stays_apart_for_nms(videos):
+def test_the_group_overlaps(videos):
     _, hard, _ = videos
     group = role_ids(hard, "group")
     assert 2 <= len(group) <= 3

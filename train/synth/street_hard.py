@@ -9,11 +9,11 @@ Every actor follows a scripted path of timed waypoints on the ground (frame pixe
 - `turn_back_cross`: walks over the `gate` line, stays on the far side 1-2 s and comes back: one crossing each
   way (a crossing is the ground point's path cutting the line, whatever happens next); `turn_back_short`: stops
   short of the line and turns round: no crossing.
-- `group`: two or three people walking side by side at the same speed, each half to three quarters of a box
-  width behind the one before (boxes overlapping, IoU about 0.15-0.35, so a detector's NMS keeps both), through
-  the zone and over the line.
-- `occluded`: a person walking along the kerb while a truck passes on the road in front of them, hiding them
-  for about a second, just at the line; `truck` and `car` drive along the road (vehicles cross the line too).
+- `group`: two or three people walking side by side at the same speed, each a third to a half of a box width
+  behind the one before (boxes overlapping: IoU mostly 0.1-0.5, at times above a detector's NMS threshold),
+  through the zone and over the line.
+- `occluded`: a person walking near the kerb while a truck passes on the road in front of them, hiding them for
+  one to one and a half seconds, at the line; `truck` and `car` drive along the road (they cross the line too).
 
 The script is drawn from the video's own stream seeded by (seed, `HARD_STREET_STREAM`): the normal video of a
 seed does not change. The suggested geometry (`geometry`: the zone and line, as a security `scenario_config`)
@@ -134,7 +134,7 @@ def plan_street(rng: np.random.Generator, lay: StreetLayout, seconds: float) -> 
     v, t0 = speed(y0), rng.uniform(11, 12.5) * s
     for k in range(n):
         y = y0 + (k - (n - 1) / 2) * 0.06 * depth
-        gap = rng.uniform(0.5, 0.75) * 0.45 * lay.person_height(y)  # a walker's box is ~0.45 heights wide
+        gap = rng.uniform(0.3, 0.5) * 0.45 * lay.person_height(y)  # a walker's box is ~0.45 heights wide
         actors.append(Actor("person", "group", walk(t0, y, [left - k * gap, right - k * gap], v), seed()))
     # a person by the kerb hidden by a truck passing in front, just at the line
     y = lay.kerb - 0.2 * depth  # clear of the zone's edge (the kerb): no flicker in and out of it
