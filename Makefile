@@ -59,7 +59,7 @@ docs: install
 # reused while the training code is unchanged).
 bench: install
 	$(BIN)/edgecam bench-report --work $(DEMO) --out BENCHMARKS.md
-	$(BIN)/edgecam bench-scenarios --work runs/bench-scenarios --bundle $(DEMO)/bundle --out BENCHMARKS.md
+	$(BIN)/edgecam bench-scenarios --work runs/bench-scenarios --bundle $(DEMO)/bundle $(STREET_DETECTOR) --out BENCHMARKS.md
 	$(BIN)/edgecam bench-real --work runs/bench-real --out BENCHMARKS.md
 	$(BIN)/edgecam bench-scale --work runs/bench-scale --out BENCHMARKS.md
 
@@ -67,9 +67,12 @@ bench: install
 bench-scale: install
 	$(BIN)/edgecam bench-scale --work runs/bench-scale --out BENCHMARKS.md
 
-# Only the retail alert accuracy section, on held-out synthetic shelf videos (a few minutes; needs `make demo`).
+# Only the scenario accuracy sections, on held-out synthetic videos (a few minutes; retail needs `make demo`):
+# retail alerts on shelf videos; security events and tracking on street videos, with the README example's street
+# detector too when it has been trained (runs/examples/street-detector).
+STREET_DETECTOR = $(if $(wildcard runs/examples/street-detector/edgecam.json),--detector runs/examples/street-detector)
 bench-scenarios: install
-	$(BIN)/edgecam bench-scenarios --work runs/bench-scenarios --bundle $(DEMO)/bundle --out BENCHMARKS.md
+	$(BIN)/edgecam bench-scenarios --work runs/bench-scenarios --bundle $(DEMO)/bundle $(STREET_DETECTOR) --out BENCHMARKS.md
 
 # Only the real-image section: edgecam's defaults vs YOLOv8n / MobileNetV3-Small trained on the same files.
 bench-real: install

@@ -5,6 +5,10 @@ wrote are scored (a stride or a frame limit skips the others); only boxes with a
 A run box matches a truth box of the same class with IoU >= `iou`; the distance given to motmetrics is 1 - IoU, so
 its MOTP is 1 - mean IoU (reported as `mean_iou`). The IoU matrix is computed here: motmetrics 1.4's own helper
 calls `np.asfarray`, which NumPy 2 removed.
+
+A truth box less than `MIN_VISIBLE` visible (the truth's `visible`: a vehicle in front hides it) is a don't-care
+region, as in the MOT challenges: it is no miss when nothing finds it, and a run box on it that matches no other
+truth box is no false positive. Switches across the hidden stretch still count, as the id comes back.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ METRICS = {
     "motp": "motp",
 }
 RATIOS = ("mota", "idf1", "precision", "recall", "motp")
+MIN_VISIBLE = 0.3
 
 
 def iou_distances(truth: np.ndarray, run: np.ndarray, same_class: np.ndarray, iou: float) -> np.ndarray:
@@ -87,15 +92,24 @@ def score_tracks(events_path: Path, truth_path: Path, iou: float = 0.5) -> dict[
             "tracking needs a street truth with box ids (version 2)", path=truth_path, fix="edgecam data video"
         )
     run = _run_boxes(events_path)
+    visible = truth.get("visible") or [[1.0] * len(b) for b in truth["boxes"]]
     acc = mm.MOTAccumulator(auto_id=True)
+    ignored = 0
     try:
-        for f, (boxes, ids) in enumerate(zip(truth["boxes"], truth["ids"], strict=True)):
+        for f, (boxes, ids, seen) in enumerate(zip(truth["boxes"], truth["ids"], visible, strict=True)):
             if f not in run:
                 continue  # the run skipped this frame
-            gt = np.array([[float(v) for v in b[:4]] for b in boxes]).reshape(-1, 4)
-            hyp = np.array([b[2] for b in run[f]]).reshape(-1, 4)
-            same = np.array([[h[1] in (None, b[4]) for h in run[f]] for b in boxes], bool).reshape(len(gt), len(hyp))
-            acc.update([int(i) for i in ids], [h[0] for h in run[f]], iou_distances(gt, hyp, same, iou))
+            keep = [k for k, v in enumerate(seen) if float(v) >= MIN_VISIBLE]
+            hidden = [k for k in range(len(boxes)) if float(seen[k]) < MIN_VISIBLE]
+            gt_all = np.array([[float(v) for v in b[:4]] for b in boxes]).reshape(-1, 4)
+            hyp_all = np.array([b[2] for b in run[f]]).reshape(-1, 4)
+            same = np.array([[h[1] in (None, b[4]) for h in run[f]] for b in boxes], bool)
+            d_all = iou_distances(gt_all, hyp_all, same.reshape(len(gt_all), len(hyp_all)), iou)
+            hits = ~np.isnan(d_all)
+            on_kept, on_hidden = hits[keep].any(axis=0), hits[hidden].any(axis=0)
+            use = [j for j in range(len(hyp_all)) if on_kept[j] or not on_hidden[j]]
+            ignored += len(hyp_all) - len(use)
+            acc.update([int(ids[k]) for k in keep], [run[f][j][0] for j in use], d_all[np.ix_(keep, use)])
     except (ValueError, TypeError, IndexError) as exc:
         raise EdgecamError(f"malformed ground truth ({exc})", path=truth_path, fix="edgecam data video") from None
     if not acc.events.size:
@@ -108,6 +122,7 @@ def score_tracks(events_path: Path, truth_path: Path, iou: float = 0.5) -> dict[
     motp = out.pop("motp")
     out["mean_iou"] = None if motp is None else round(1.0 - motp, 4)
     out["iou"] = iou
+    out["ignored_boxes"] = ignored  # run boxes on hidden truth boxes (don't-care)
     return out
 
 

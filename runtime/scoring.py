@@ -21,9 +21,17 @@ tolerance, and `hidden` is the time the slot was occluded before the alert could
 count time behind a shopper). True events are taken in order of their window's end, each matched to the earliest
 free prediction inside its window: with windows of equal length this gives the most matches. Delay = p - t.
 
-The truth is what happened, not what the scenario's settings let through: an event its cool-down suppressed is a
-miss, and so may be a gap only just longer than `oos_seconds` (the scenario also waits `min_frames` to believe a
-state). Timestamps are positions in the video file (frame / fps), so runs on files are scored, not live cameras.
+Street cool-downs are read from the config, as the scenario applies them: per event type and zone or line (every
+class and, for lines, both directions share one), a zone's or line's own `cooldown_seconds` over the global one.
+Taking the true events of one such key in time order, an event within the cool-down of the last expected one is
+not expected (the scenario suppresses it on purpose); one later than the cool-down plus `COOLDOWN_MARGIN` after the
+last event that may have fired is expected; one in between is optional (its timing decides): matched, it is neither
+a hit nor a false alarm, unmatched, no miss. Line counts (`counts`) are compared apart, on every true crossing: the
+scenario counts suppressed crossings too, and each `line_cross` carries the line's running counts.
+
+Otherwise the truth is what happened, not what the scenario's settings let through: a shelf gap only just longer
+than `oos_seconds` is due (the scenario also waits `min_frames` to believe a state). Timestamps are positions in
+the video file (frame / fps), so runs on files are scored, not live cameras.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ SECURITY_KINDS = ("zone_enter", "zone_exit", "line_cross in", "line_cross out", 
 DEFAULT_TOLERANCE = 2.0
 DEFAULT_OOS_SECONDS = 10.0  # RetailScenario's `oos_seconds` default
 TRUTH_VERSIONS = (1, 2)
+COOLDOWN_MARGIN = 1.0  # seconds either side of a cool-down's end in which an event may or may not be suppressed
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class TrueEvent:
     key: str
     time: float
     latest: float  # the last time a prediction still matches
+    optional: bool = False  # may have been suppressed by a cool-down: neither a hit nor a miss
 
 
 @dataclass(frozen=True)
@@ -222,33 +232,26 @@ def _tracks(truth: dict[str, Any], path: Path) -> dict[int, list[tuple[int, str,
     return tracks
 
 
-def security_truth(
-    truth: dict[str, Any], scenario: Any, tolerance: float, max_delay: float | None, path: Path
-) -> list[TrueEvent]:
-    """True zone / line / loitering events from the boxes' ids and ground points (see the module doc)."""
+def _raw_security_events(truth: dict[str, Any], scenario: Any, path: Path) -> list[tuple[str, str, str, float, float]]:
+    """(kind, zone or line name, class, time, cool-down) of every true street event, before any cool-down."""
     fps, n = float(truth["fps"]), len(truth["boxes"])
-    allowed = max_delay if max_delay is not None else tolerance
-    out: list[TrueEvent] = []
-
-    def add(kind: str, key: str, t: float) -> None:
-        out.append(TrueEvent(kind, key, t, t + allowed))
-
+    out: list[tuple[str, str, str, float, float]] = []
     for steps in _tracks(truth, path).values():
         cls = steps[0][1]
         for zone in scenario.zones:
             if zone.classes is not None and cls not in zone.classes:
                 continue
-            key, entered = f"{zone.name}/{cls}", None
+            entered, cool = None, zone.cooldown_seconds
             for f, _, p in steps + [(steps[-1][0] + 1, cls, None)]:
                 inside = p is not None and point_in_polygon(p, zone.polygon)
                 if inside and entered is None:
                     entered = f / fps
-                    add("zone_enter", key, entered)
+                    out.append(("zone_enter", zone.name, cls, entered, cool))
                 elif not inside and entered is not None:
                     if p is not None or f < n:  # disappearing at the video's end is not an exit
-                        add("zone_exit", key, f / fps)
+                        out.append(("zone_exit", zone.name, cls, f / fps, cool))
                     if zone.loiter_seconds is not None and f / fps - entered >= zone.loiter_seconds:
-                        add("loitering", key, entered + zone.loiter_seconds)
+                        out.append(("loitering", zone.name, cls, entered + zone.loiter_seconds, cool))
                     entered = None
         for line in scenario.lines:
             if line.classes is not None and cls not in line.classes:
@@ -261,8 +264,66 @@ def security_truth(
                 if anchor is not None and side != anchor[0] and segments_intersect(anchor[1], p, line.a, line.b):
                     direction = "in" if side > 0 else "out"
                     if direction in line.directions:
-                        add(f"line_cross {direction}", f"{line.name}/{cls}", f / fps)
+                        out.append((f"line_cross {direction}", line.name, cls, f / fps, line.cooldown_seconds))
                 anchor = (side, p)
+    return out
+
+
+def security_truth(
+    truth: dict[str, Any], scenario: Any, tolerance: float, max_delay: float | None, path: Path
+) -> list[TrueEvent]:
+    """True zone / line / loitering events from the boxes' ids and ground points, the config's cool-downs applied
+    (see the module doc)."""
+    allowed = max_delay if max_delay is not None else tolerance
+    by_key: dict[tuple[str, str], list[tuple[float, str, str, float]]] = defaultdict(list)
+    for kind, name, cls, t, cool in _raw_security_events(truth, scenario, path):
+        by_key[(kind.split(" ")[0], name)].append((t, kind, cls, cool))
+    out: list[TrueEvent] = []
+    for (_, name), events in by_key.items():
+        certain: float | None = None  # the last event that must have fired
+        possible: float | None = None  # the last event that may have fired
+        for t, kind, cls, cool in sorted(events):
+            if cool > 0 and certain is not None and t - certain < cool - COOLDOWN_MARGIN:
+                continue  # suppressed by the cool-down
+            optional = cool > 0 and possible is not None and t - possible < cool + COOLDOWN_MARGIN
+            out.append(TrueEvent(kind, f"{name}/{cls}", t, t + allowed, optional))
+            possible = t
+            if not optional:
+                certain = t
+    return out
+
+
+def line_counts(truth: dict[str, Any], scenario: Any, path: Path, events: list[tuple[int, dict[str, Any]]]) -> dict:
+    """Per line and direction, true crossings against the scenario's count (the largest running count its
+    `line_cross` events carry, else their number), and the count error: sum of |differences| / true crossings."""
+    true: dict[str, dict[str, int]] = {line.name: dict.fromkeys(line.directions, 0) for line in scenario.lines}
+    for kind, name, _, _, _ in _raw_security_events(truth, scenario, path):
+        if kind.startswith("line_cross "):
+            true[name][kind.split(" ")[1]] += 1
+    seen: dict[str, dict[str, int]] = {name: dict.fromkeys(d, 0) for name, d in true.items()}
+    ran: dict[str, dict[str, int]] = {name: dict.fromkeys(d, 0) for name, d in true.items()}
+    for _, e in events:
+        name, direction = e.get("line"), e.get("direction")
+        if e["kind"] != "line_cross" or not isinstance(name, str) or not isinstance(direction, str):
+            continue  # another event, or a line_cross naming no line: a false alarm for the matcher, no count
+        if name not in seen or direction not in seen[name]:
+            continue
+        seen[name][direction] += 1
+        counts = e.get("counts")
+        if isinstance(counts, dict):
+            for d in ran[name]:
+                if _finite(counts.get(d)):
+                    ran[name][d] = max(ran[name][d], int(counts[d]))
+    out: dict[str, Any] = {"lines": {}}
+    total = wrong = 0
+    for name, dirs in true.items():
+        out["lines"][name] = {}
+        for d, n in dirs.items():
+            counted = max(ran[name][d], seen[name][d])
+            out["lines"][name][d] = {"true": n, "counted": counted}
+            total, wrong = total + n, wrong + abs(counted - n)
+    out["true"], out["wrong"] = total, wrong
+    out["count_error"] = round(wrong / total, 4) if total else (0.0 if wrong == 0 else None)
     return out
 
 
@@ -293,13 +354,15 @@ def match(
         by_key[(p.kind, p.key)].append(p)
     used: set[int] = set()
     pairs, missed = [], []
-    for t in sorted(truths, key=lambda t: (t.latest, t.time)):
+    # the expected events first, then the optional ones (see the module doc) take what is left
+    for t in sorted(truths, key=lambda t: (t.optional, t.latest, t.time)):
         hit = next(
             (p for p in by_key[(t.kind, t.key)] if id(p) not in used and t.time - tolerance <= p.time <= t.latest),
             None,
         )
         if hit is None:
-            missed.append(t)
+            if not t.optional:
+                missed.append(t)
         else:
             used.add(id(hit))
             pairs.append((t, hit))
@@ -323,8 +386,14 @@ def _row(kind: str, truths: list, preds: list, pairs: list) -> dict[str, Any]:
 
 
 def score(truths: list[TrueEvent], preds: list[PredEvent], kinds: Sequence[str], tolerance: float) -> dict[str, Any]:
-    """Per-kind and overall counts, precision, recall and delays, with the misses and false alarms listed."""
+    """Per-kind and overall counts, precision, recall and delays, with the misses and false alarms listed. An
+    optional true event (a cool-down may have suppressed it) and the prediction it matched are left out."""
     pairs, missed, false = match(truths, preds, tolerance)
+    excused = {id(p) for t, p in pairs if t.optional}
+    optional = sum(t.optional for t in truths)
+    truths = [t for t in truths if not t.optional]
+    preds = [p for p in preds if id(p) not in excused]
+    pairs = [(t, p) for t, p in pairs if not t.optional]
     rows = [
         _row(
             k,
@@ -339,6 +408,7 @@ def score(truths: list[TrueEvent], preds: list[PredEvent], kinds: Sequence[str],
         "all": _row("all", truths, preds, pairs),
         "missed": [{"kind": t.kind, "key": t.key, "time": round(t.time, 3)} for t in missed],
         "false_alarms": [{"kind": p.kind, "key": p.key, "time": round(p.time, 3), "line": p.line} for p in false],
+        "optional": {"true": optional, "matched": len(excused)},
     }
 
 
@@ -361,9 +431,12 @@ def score_events(
     preds, ignored = predicted(events, scene)
     try:
         truths, kinds, params = _truths(truth, truth_path, config, camera, tolerance, max_delay, oos_seconds)
+        scenario = params.pop("scenario", None)
         report = score(truths, preds, kinds, tolerance)
         if scene == "shelf" and truth.get("occluded"):
             _mark_occluded(report["false_alarms"], truth, params["slots"], tolerance)
+        if scene == "street":
+            report["counts"] = line_counts(truth, scenario, truth_path, events)
     except (TypeError, ValueError, IndexError, KeyError) as exc:  # a hand-edited file: one line, never a traceback
         fix = "regenerate it with `edgecam data video`"
         raise EdgecamError(f"malformed ground truth ({type(exc).__name__}: {exc})", path=truth_path, fix=fix) from None
@@ -412,6 +485,11 @@ def _truths(
         if not hasattr(scenario, "zones"):
             raise EdgecamError(f"camera {scenario.source_id!r} runs no security scenario", path=config)
         truths, kinds = security_truth(truth, scenario, tolerance, max_delay, truth_path), SECURITY_KINDS
+        params["cooldowns"] = {
+            **{f"zone {z.name}": z.cooldown_seconds for z in scenario.zones},
+            **{f"line {line.name}": line.cooldown_seconds for line in scenario.lines},
+        }
+        params["scenario"] = scenario  # popped by score_events: the line counts need its lines
     return truths, kinds, params
 
 
@@ -476,6 +554,20 @@ def format_table(report: dict[str, Any]) -> str:
         + f"; delays in seconds from the true change; {len(report['missed'])} missed, "
         f"{len(report['false_alarms'])} false alarms (--json lists them)"
     )
+    opt = report.get("optional") or {}
+    if opt.get("true"):
+        lines.append(
+            f"{opt['true']} true events fell at the end of a cool-down (either way is right): "
+            f"{opt['matched']} came, not scored"
+        )
+    if "counts" in report:
+        c = report["counts"]
+        per = "; ".join(
+            f"{name} " + ", ".join(f"{d} {v['counted']}/{v['true']}" for d, v in dirs.items())
+            for name, dirs in c["lines"].items()
+        )
+        err = "-" if c["count_error"] is None else f"{100 * c['count_error']:.1f} %"
+        lines.append(f"line counts (counted/true): {per or 'no lines'}; count error {err}")
     hidden = sum(bool(f.get("occluded")) for f in report["false_alarms"])
     if hidden:
         lines.append(f"{hidden} of the false alarms came while a shopper covered the slot (or just after)")

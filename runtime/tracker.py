@@ -2,6 +2,11 @@
 
 Why two stages: a half-occluded person scores low; matching low-score boxes only against tracks that already exist
 keeps that person's id alive without letting background noise start identities of its own.
+Why a third, motion-gated stage: a new track has no velocity yet, so a small person walking faster than about a box
+width per frame (low frame rates) never overlaps its own last box, and a track lost behind a vehicle comes back
+beside its prediction, not on it. What IoU left unmatched is matched by the Kalman filter's own uncertainty
+(Mahalanobis distance, as in SORT's successors), which is wide for young or lost tracks and tight for steady ones,
+or by the box last seen (as OC-SORT does: a person who stops dead is not where the velocity says).
 Why seconds: time comes from the frames' timestamps (velocities are px/s, `max_lost` is seconds), so the same
 settings hold at 5 or 30 FPS and across dropped or irregular frames.
 """
@@ -25,6 +30,7 @@ _MEAS_STD = 0.05  # a detector's box jitters by ~5% of its size
 _POS_NOISE = 0.3  # per sqrt(second): drift of the position beyond constant velocity
 _VEL_NOISE = 1.0  # per sqrt(second): how quickly velocity changes (a person turns, stops, starts)
 _INIT_VEL_STD = 4.0  # a new track's velocity is unknown: a few box sizes per second either way
+CHI2_95_4DOF = 9.4877  # the 95 % quantile of chi-square with 4 degrees of freedom: (cx, cy, w, h) residuals
 
 
 def _to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
@@ -82,6 +88,7 @@ class Track:
     history: deque
     mean: np.ndarray = field(repr=False)
     cov: np.ndarray = field(repr=False)
+    observed: np.ndarray | None = field(default=None, repr=False)  # the last matched detection box
 
     @property
     def confirmed(self) -> bool:
@@ -95,7 +102,10 @@ class ByteTracker:
     Stage 1 matches every live track (tentative, confirmed, lost) to detections with score >= high_thresh, gated
     by `match_iou`. Stage 2 matches the confirmed and lost tracks still unmatched to detections with
     low_thresh <= score < high_thresh, gated by the stricter `low_match_iou`; low-score boxes never start or confirm
-    tracks. Unmatched detections with score >= new_track_thresh (and >= high_thresh) start tentative tracks, which
+    tracks. Stage 3 matches the tracks still unmatched to the high-score detections still unmatched by the squared
+    Mahalanobis distance of the box to the track's predicted box, gated at `motion_gate` (0 turns it off), or, after
+    those, by IoU >= `match_iou` with the track's last detected box (an object that stopped short).
+    Unmatched detections with score >= new_track_thresh (and >= high_thresh) start tentative tracks, which
     are confirmed after `min_hits` consecutive matches and dropped at their first miss, so a flicker never gets an id.
     A confirmed track that misses becomes lost and is removed once unmatched for more than `max_lost` seconds (or more
     than `max_lost_frames` updates, when that is set instead). With `class_aware` a box only matches a track of its
@@ -114,6 +124,7 @@ class ByteTracker:
         class_aware: bool = True,
         history: int = 64,
         max_lost_frames: int | None = None,
+        motion_gate: float = CHI2_95_4DOF,
     ) -> None:
         checks = {
             "0 <= low_thresh <= high_thresh <= 1": 0 <= low_thresh <= high_thresh <= 1,
@@ -122,6 +133,7 @@ class ByteTracker:
             "min_hits >= 1 and history >= 1": min_hits >= 1 and history >= 1,
             "max_lost >= 0 and max_lost_frames >= 0 (or None)": max_lost >= 0
             and (max_lost_frames is None or max_lost_frames >= 0),
+            "motion_gate >= 0": motion_gate >= 0,
         }
         for rule, ok in checks.items():
             if not ok:
@@ -131,7 +143,7 @@ class ByteTracker:
         self.high_thresh, self.low_thresh, self.new_track_thresh = high_thresh, low_thresh, new_track_thresh
         self.match_iou, self.low_match_iou, self.min_hits = match_iou, low_match_iou, min_hits
         self.max_lost, self.max_lost_frames = max_lost, max_lost_frames
-        self.class_aware, self.history = class_aware, history
+        self.class_aware, self.history, self.motion_gate = class_aware, history, motion_gate
         self._tracks: list[Track] = []
         self._next_id = 1  # survives reset(): a sink never sees an id it already saw for another object
         self._last_time: float | None = None
@@ -173,6 +185,10 @@ class ByteTracker:
         done = {t.track_id for t, _ in matched}
         rest = [t for t in self._tracks if t.track_id not in done and t.state != "tentative"]
         matched += self._associate(rest, detections, low, self.low_match_iou)
+        if self.motion_gate > 0:
+            done, taken = {t.track_id for t, _ in matched}, {i for _, i in matched}
+            rest = [t for t in self._tracks if t.track_id not in done]
+            matched += self._associate_motion(rest, detections, np.array([i for i in high if int(i) not in taken]))
         self._correct(matched, detections, timestamp)
 
         done = {t.track_id for t, _ in matched}
@@ -182,6 +198,8 @@ class ByteTracker:
                 t.misses += 1
                 if t.state == "tentative" or self._expired(t, timestamp):
                     continue
+                t.mean[6:8] = 0.0  # unseen, a box keeps its size: a walker's stride makes its width swing, and
+                # extrapolating that swing through an occlusion shrinks the prediction to nothing
                 t.state, t.xyxy = "lost", _to_xyxy(t.mean[None, :4])[0].astype(np.float32)
             live.append(t)
         taken = {i for _, i in matched}
@@ -216,6 +234,28 @@ class ByteTracker:
         rows, cols = linear_sum_assignment(np.where(allowed, 1.0 - iou, _FORBIDDEN))
         return [(tracks[r], int(candidates[c])) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
 
+    def _associate_motion(
+        self, tracks: list[Track], detections: Detections, candidates: np.ndarray
+    ) -> list[tuple[Track, int]]:
+        """Optimal one-to-one matching by squared Mahalanobis distance of each box to each track's predicted box
+        (the filter's covariance plus the measurement noise), gated at `motion_gate`."""
+        if not tracks or candidates.size == 0:
+            return []
+        mean, cov = np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks])
+        s = cov[:, :4, :4] + ((_MEAS_STD * _size(mean)) ** 2)[:, :, None] * np.eye(4)  # (k, 4, 4)
+        resid = _to_cxcywh(detections.xyxy[candidates])[None, :, :] - mean[:, None, :4]  # (k, m, 4)
+        d2 = np.einsum("kmi,kmi->km", resid, np.linalg.solve(s[:, None], resid[..., None])[..., 0])
+        # an object that stopped or turned short is still where it was last seen: IoU with that box, ranked after
+        last = np.stack([t.observed if t.observed is not None else t.xyxy for t in tracks])
+        iou_last = box_iou(last, detections.xyxy[candidates])
+        cost = np.where(d2 <= self.motion_gate, d2, self.motion_gate + 1.0 - iou_last)
+        allowed = (d2 <= self.motion_gate) | (iou_last >= self.match_iou)
+        if self.class_aware:
+            classes = np.array([t.class_id for t in tracks])
+            allowed &= classes[:, None] == detections.class_ids[candidates][None, :]
+        rows, cols = linear_sum_assignment(np.where(allowed, cost, _FORBIDDEN))
+        return [(tracks[r], int(candidates[c])) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
+
     def _correct(self, matched: list[tuple[Track, int]], detections: Detections, timestamp: float) -> None:
         if not matched:
             return
@@ -232,6 +272,7 @@ class ByteTracker:
     def _observe(self, track: Track, detections: Detections, i: int, timestamp: float) -> None:
         x1, _, x2, y2 = (float(v) for v in detections.xyxy[i])
         track.xyxy = detections.xyxy[i].copy()
+        track.observed = track.xyxy
         track.score, track.class_id = float(detections.scores[i]), int(detections.class_ids[i])
         track.misses, track.last_seen = 0, timestamp
         track.history.append((timestamp, (x1 + x2) / 2, y2))

@@ -44,7 +44,10 @@ def _bad_inputs(tmp_path):
         (["run", str(not_bundle), "--source", "x.mp4", "--roi", "1,2,3"], "x,y,w,h"),
         (["data", "video", "--out", str(tmp_path / "v.avi")], "MPEG-4"),
         (["data", "video", "--out", str(tmp_path / "v.mp4"), "--size", "1280"], "WIDTHxHEIGHT"),
-        (["data", "video", "--scenario", "security", "--hard", "--out", str(tmp_path / "v.mp4")], "--hard is for"),
+        (
+            ["data", "video", "--scenario", "security", "--hard", "--out", str(tmp_path / "v.mp4")],
+            "needs --seconds >= 24",
+        ),
         (["train", "--resume", str(not_bundle)], "not a training run folder"),
         (["train", "--resume", str(run_dir), "--epochs", "5"], "--epochs cannot change it"),
         (["train", "--resume", str(run_dir)], "nothing to resume"),

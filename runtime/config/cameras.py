@@ -154,6 +154,12 @@ class TrackerSettings(StrictModel):
     max_lost_frames: Int | None = Field(
         None, ge=0, description="drop after this many unmatched frames instead of `max_lost` seconds"
     )
+    motion_gate: Float = Field(
+        9.4877,
+        ge=0,
+        description="third stage: boxes IoU left unmatched match by Mahalanobis distance to the track's prediction, "
+        "up to this chi-square value (9.49: 95 %); 0 = off",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> TrackerSettings:

@@ -108,3 +108,27 @@ def test_a_real_tracked_run_on_a_street_video_is_scored(tmp_path, capsys):
     assert tracking["frames"] == video.n_frames == len(records)
     truth_boxes = sum(len(b) for b in video.boxes)
     assert tracking["misses"] <= truth_boxes and tracking["truth_ids"] == len({i for ids in video.ids for i in ids})
+
+
+def test_boxes_hidden_by_a_vehicle_are_dont_care(tmp_path):
+    """Person 1 is hidden (visible 0.1) in frames 3-6: a run that finds nothing there misses nothing, and a run box
+    on the hidden person is no false positive; a run that drops a visible box still misses it."""
+    truth_path = street_truth(tmp_path)
+    truth = json.loads(truth_path.read_text())
+    truth["visible"] = [[0.1 if (i == 1 and 3 <= f <= 6) else 1.0 for i in ids] for f, ids in enumerate(truth["ids"])]
+    hidden = tmp_path / "hidden.json"
+    hidden.write_text(json.dumps(truth))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    found = score_tracks(run_jsonl(tmp_path, hidden), hidden)
+    assert found["mota"] == 1.0 and found["false_positives"] == 0 and found["ignored_boxes"] == 4
+    # the run loses person 1 while hidden (no boxes): nothing is missed
+    run = run_jsonl(gone, hidden)
+    lines = [json.loads(x) for x in run.read_text().splitlines()]
+    for rec in lines:
+        if 3 <= rec["frame"] <= 6:
+            rec["results"] = [r for r in rec["results"] if r.get("track_id") != 1]
+    run.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    lost = score_tracks(run, hidden)
+    assert lost["misses"] == 0 and lost["mota"] == 1.0 and lost["ignored_boxes"] == 0
+    assert score_tracks(run, truth_path)["misses"] == 4  # the same run against a truth where he is visible

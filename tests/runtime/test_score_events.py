@@ -225,6 +225,71 @@ def test_street_truth_needs_ids_and_zones(tmp_path):
         )
 
 
+def arrivals_truth(tmp_path: Path, arrivals: list[float], fps: float = 2, seconds: float = 20) -> Path:
+    """Person i appears standing in the yard zone at arrivals[i] seconds and stays to the end: a zone_enter each."""
+    n = int(seconds * fps)
+    boxes = [[[145, 30, 155, 50, "person"] for a in arrivals if f / fps >= a] for f in range(n)]
+    ids = [[i for i, a in enumerate(arrivals) if f / fps >= a] for f in range(n)]
+    truth = {"version": 2, "classes": ["person", "vehicle"], "fps": fps, "n_frames": n, "boxes": boxes, "ids": ids}
+    path = tmp_path / "arrivals.json"
+    path.write_text(json.dumps(truth))
+    return path
+
+
+def test_zone_cooldown_entries_it_suppresses_are_not_expected(tmp_path):
+    """A 10 s zone cool-down: the entry at 5 s (3 s after the alert at 2) is suppressed by design, not missed; the
+    one at 11.5 s (9.5 s after) falls at the cool-down's end, either way is right (so would one at 14 s, whose fate
+    hangs on it); the one at 23 s is due."""
+    zone = {k: v for k, v in SECURITY["zones"][0].items() if k != "loiter_seconds"}
+    config = {**SECURITY, "zones": [{**zone, "cooldown_seconds": 10}], "lines": []}
+    truth, cameras = arrivals_truth(tmp_path, [2, 5, 11.5, 23], seconds=30), cameras_yaml(tmp_path, "security", config)
+    enter = lambda t: ev("zone_enter", t, zone="yard", **{"class": "person"})  # noqa: E731
+    report = score_events(jsonl(tmp_path, [enter(2.5), enter(23.5)]), truth, config=cameras, tolerance=1.0)
+    assert (row(report, "zone_enter")["true"], row(report, "zone_enter")["recall"]) == (2, 1.0)
+    assert report["optional"] == {"true": 1, "matched": 0} and report["params"]["cooldowns"] == {"zone yard": 10}
+    # the optional entry came: neither a hit nor a false alarm; an alert the cool-down forbids is a false alarm
+    events = [enter(2.5), enter(5.5), enter(12.0), enter(23.5)]
+    report = score_events(jsonl(tmp_path, events), truth, config=cameras, tolerance=1.0)
+    r = row(report, "zone_enter")
+    assert (r["true"], r["tp"], r["fp"], r["fn"]) == (2, 2, 1, 0) and report["optional"]["matched"] == 1
+    assert [fa["time"] for fa in report["false_alarms"]] == [5.5]
+    # without a cool-down, every entry is expected
+    config["zones"][0]["cooldown_seconds"] = 0
+    report = score_events(jsonl(tmp_path, events), truth, config=cameras_yaml(tmp_path, "security", config))
+    assert row(report, "zone_enter")["true"] == 4 and report["optional"]["true"] == 0
+
+
+def test_global_cooldown_covers_every_class_and_both_line_directions(tmp_path):
+    """The scenario keys a cool-down by event type and line (both directions, every class): so does the scorer;
+    the line counts still see every crossing."""
+    truth = street_truth(tmp_path)  # the person crosses `in` at 5 s, the vehicle `out` at 10 s
+    config = cameras_yaml(tmp_path, "security", {**SECURITY, "cooldown_seconds": 20})
+    events = [
+        ev("line_cross", 5.0, line="gate", direction="in", counts={"in": 1, "out": 0}, **{"class": "person"}),
+    ]
+    report = score_events(jsonl(tmp_path, events), truth, config=config, tolerance=1.0)
+    assert row(report, "line_cross in")["tp"] == 1 and row(report, "line_cross out")["true"] == 0
+    lines = report["counts"]["lines"]["gate"]
+    assert lines == {"in": {"true": 1, "counted": 1}, "out": {"true": 1, "counted": 0}}
+    assert report["counts"]["count_error"] == 0.5
+
+
+def test_a_line_cross_naming_no_line_is_a_false_alarm_not_a_broken_truth(tmp_path):
+    truth, config = street_truth(tmp_path), cameras_yaml(tmp_path, "security", SECURITY)
+    events = [ev("line_cross", 5.0, line=["gate"], direction={"in": 1}, **{"class": "person"})]
+    report = score_events(jsonl(tmp_path, events), truth, config=config)
+    assert report["all"]["fp"] == 1 and report["counts"]["wrong"] == 2  # nothing counted: both crossings short
+
+
+def test_line_counts_take_the_running_count(tmp_path):
+    """A `line_cross` carries the line's running counts: crossings suppressed before it are counted."""
+    truth = street_truth(tmp_path)
+    config = cameras_yaml(tmp_path, "security", SECURITY)
+    events = [ev("line_cross", 10.0, line="gate", direction="out", counts={"in": 1, "out": 1}, **{"class": "x"})]
+    counts = score_events(jsonl(tmp_path, events), truth, config=config)["counts"]
+    assert counts["wrong"] == 0 and counts["count_error"] == 0.0
+
+
 # ---- CLI and bad input -----------------------------------------------------------------------------------------
 def test_cli_table_and_json(tmp_path, capsys):
     truth = shelf_truth(tmp_path, THREE_GAPS)

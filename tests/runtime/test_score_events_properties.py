@@ -49,12 +49,13 @@ EVENT = st.fixed_dictionaries(
         "timestamp": st.floats(0, 8),
         "slot": st.sampled_from(["a", "b"]),
         "zone": st.just("z"),
-        "line": st.just("l"),
+        "line": st.just("l") | st.just("l") | JSON,
         "class": st.just("person"),
-        "direction": st.sampled_from(["in", "out"]),
+        "direction": st.sampled_from(["in", "out"]) | JSON,
+        "counts": st.fixed_dictionaries({"in": st.integers(0, 5), "out": st.integers(0, 5)}) | JSON,
     }
 )
-ANY_EVENT = st.dictionaries(st.sampled_from(["kind", "timestamp", "slot"]), JSON, max_size=3)
+ANY_EVENT = st.dictionaries(st.sampled_from(["kind", "timestamp", "slot", "line", "counts"]), JSON, max_size=3)
 LINE = st.fixed_dictionaries({"frame": st.integers(0, 9), "events": st.lists(EVENT | EVENT | ANY_EVENT, max_size=3)})
 CONFIG = {
     "cameras": [
@@ -90,3 +91,5 @@ def test_any_input_gives_a_report_or_an_edgecam_error(truth, lines, use_config):
             return
         json.dumps(report)  # the --json output
         assert report["all"]["tp"] <= min(report["all"]["true"], report["all"]["predicted"])
+        if report["scene"] == "street":  # line counts: one row per direction of the config's line
+            assert set(report["counts"]["lines"]["l"]) == {"in", "out"} and report["counts"]["wrong"] >= 0

@@ -4,7 +4,8 @@ The truth (``<video>.json``) has ``"version": 2``: the shelf's also names each s
 as in examples/cameras.yaml) and lists per frame the slots the shopper covers by ``occlusion_min_overlap`` or more
 (``occluded``) and the shopper's box clipped to the frame (``shoppers``: per frame a list of [x1, y1, x2, y2]);
 the street's gives each box the id of the person or vehicle it belongs to (``ids``, parallel to
-``boxes``). Version 1 files lack these keys; `edgecam score-events` reads both.
+``boxes``) and the share of it not hidden by a vehicle in front (``visible``, also parallel). Version 1 files lack
+these keys; `edgecam score-events` reads both.
 
 Each scene is painted once per state; frames are composed by copying slot patches, drawing moving
 people/vehicles and adding flicker and noise, so 150 HD frames take seconds, not minutes.
@@ -26,6 +27,7 @@ from .draw import Box, Size, apply_lighting, draw_person, gaussian_blur
 from .retail import RETAIL_CLASSES, draw_layout, facing_plan, make_layout
 from .security import DETECTION_CLASSES, draw_vehicle, street_background
 from .shelf_hard import draw_stops, plan_hard, shake_frame, shifted
+from .street_hard import HARD_STREET_STREAM, MIN_SECONDS, draw_actors, geometry, plan_street
 
 TRUTH_VERSION = 2
 OCCLUSION_OVERLAP = 0.2  # the retail scenario's default `occlusion.min_overlap`
@@ -57,6 +59,7 @@ class SecurityVideo:
     fps: int
     n_frames: int
     ids: list[list[int]] = field(default_factory=list)  # per frame, parallel to boxes: which actor each box is
+    visible: list[list[float]] = field(default_factory=list)  # per frame, parallel to boxes: share not hidden
 
 
 class _Sink:
@@ -208,11 +211,34 @@ def make_shelf_video(
     return ShelfVideo(path, rois, labels, fps, n, names, occluded, shoppers)
 
 
+def _visible(boxes: list[Box], kinds: list[str]) -> list[float]:
+    """Per box (drawn far to near, in this order), the share of it no vehicle drawn later covers."""
+    out = []
+    for k, b in enumerate(boxes):
+        hidden = max(
+            (
+                covered_fraction(b.xyxy, c.xyxy)
+                for c, kind in zip(boxes[k + 1 :], kinds[k + 1 :], strict=True)
+                if kind == "vehicle"
+            ),
+            default=0.0,
+        )
+        out.append(round(1.0 - hidden, 3))
+    return out
+
+
 def make_security_video(
-    path: Path | str, seconds: float = 10, fps: int = 15, size: Size = (1280, 720), seed: int = 0
+    path: Path | str, seconds: float = 10, fps: int = 15, size: Size = (1280, 720), seed: int = 0, hard: bool = False
 ) -> SecurityVideo:
-    """Write a street camera video (people walking, a car passing) plus ``<path>.json`` with boxes per frame."""
+    """Write a street camera video (people walking, a car passing) plus ``<path>.json`` with boxes per frame.
+
+    Every box also gets its visible share (``visible``: not covered by a vehicle in front), and the truth a zone on
+    the pavement and a line across it (``geometry``, a security `scenario_config`) for benchmarks. `hard` replaces
+    the walkers by the script of `street_hard` (loitering, passing, turning back at the line, a group, a person
+    hidden by a truck); the truth then also holds the actors' ``roles``."""
     path, n = Path(path), _n_frames(seconds, fps)
+    if hard and seconds < MIN_SECONDS:
+        raise EdgecamError(f"the hard street video needs --seconds >= {MIN_SECONDS:g}", fix="e.g. --seconds 30")
     rng = np.random.default_rng(seed)
     w, h = size
     bg, lay = street_background(rng, size, night=False)
@@ -242,13 +268,20 @@ def make_security_video(
     )
     actors.sort(key=lambda a: a[3])
     pool = _noise_pool(rng, size, rng.uniform(1.5, 3.5))
-    all_boxes, all_ids, labels = [], [], []
+    script = plan_street(np.random.default_rng([seed, HARD_STREET_STREAM]), lay, seconds) if hard else None
+    all_boxes, all_ids, all_visible, labels = [], [], [], []
     with _Sink(path, fps, size) as sink:
         for f in range(n):
             frame, boxes, ids = bg.copy(), [], []
+            drawn = draw_actors(frame, lay, script, f / fps) if script is not None else []
+            for actor, xyxy in drawn:
+                x0, y0, x1, y1 = np.clip(xyxy, 0, [w, h, w, h])
+                if x1 - x0 >= 3 and y1 - y0 >= 3:
+                    boxes.append(Box((float(x0), float(y0), float(x1), float(y1)), script[actor].kind))
+                    ids.append(actor)
             for actor, (kind, start, span, y, d, s) in enumerate(actors):
                 p = (f - start) / span
-                if not 0.0 <= p <= 1.0:
+                if script is not None or not 0.0 <= p <= 1.0:
                     continue
                 u = lay.person_height(y)
                 if kind == "person":
@@ -266,6 +299,7 @@ def make_security_video(
             labels.append("vehicle" if "vehicle" in kinds else "person" if "person" in kinds else "clear")
             all_boxes.append(boxes)
             all_ids.append(ids)
+            all_visible.append(_visible(boxes, [b.cls for b in boxes]))
             sink.writer.write(_finish(frame, rng, pool, f / fps))
     meta = {
         "version": TRUTH_VERSION,
@@ -276,7 +310,11 @@ def make_security_video(
         "size": list(size),
         "boxes": [[[*b.xyxy, b.cls] for b in bs] for bs in all_boxes],
         "ids": all_ids,
+        "visible": all_visible,
+        "geometry": geometry(lay),
         "seed": seed,
     }
+    if script is not None:
+        meta.update(hard=True, roles=[{"id": i, "kind": a.kind, "role": a.role} for i, a in enumerate(script)])
     path.with_suffix(".json").write_text(json.dumps(meta) + "\n")
-    return SecurityVideo(path, all_boxes, labels, fps, n, all_ids)
+    return SecurityVideo(path, all_boxes, labels, fps, n, all_ids, all_visible)
