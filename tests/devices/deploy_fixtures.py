@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import socket
+import tarfile
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
 
+from edgecam.devices import package as pkg
 from edgecam.export.golden_writer import write_golden
 from edgecam.runtime.backends import create_backend
 from edgecam.runtime.bundle import load_bundle, sha256_file, write_manifest
@@ -48,6 +52,22 @@ def break_golden(root: Path) -> Path:
         golden["files"][rel] = {"sha256": sha256_file(root / rel), "size_bytes": (root / rel).stat().st_size}
     write_manifest(root, manifest)
     return root
+
+
+def rewrite_package(source: Path, out: Path, edit: Callable[[Path], None], suffix: str) -> Path:
+    """A package whose files `edit` changed, with package.json listing the new checksums and a new version: what
+    a packager that skipped a check (or an older one) would ship. Valid as an archive; its contents decide."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        with tarfile.open(source) as tar:
+            tar.extractall(stage, filter="data")
+        index = json.loads((stage / pkg.INDEX).read_text())
+        (stage / pkg.INDEX).unlink()
+        edit(stage)
+        index["files"] = pkg._files(stage)
+        index["version"] += suffix
+        pkg._write_tar(out, stage, index)
+    return out
 
 
 def colour_video(path: Path, frames: int = 30, fps: int = 10) -> Path:

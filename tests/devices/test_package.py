@@ -20,7 +20,13 @@ from edgecam.runtime.bundle import load_bundle
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.shutdown import DRAIN_SECONDS
 from edgecam.runtime.verify import verify_bundle
-from tests.devices.deploy_fixtures import camera_config, colour_video, golden_bundle, profile_file
+from tests.devices.deploy_fixtures import (
+    break_golden,
+    camera_config,
+    colour_video,
+    golden_bundle,
+    profile_file,
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +138,13 @@ def test_a_changed_model_file_is_not_resealed(site, edgecam_wheel, tmp_path):
     with pytest.raises(EdgecamError, match="model.onnx: sha256 differs"):
         pkg.build_package(bundle, load_profile(profile_file(tmp_path)), config, tmp_path / "p.tar.gz", edgecam_wheel)
     assert not (tmp_path / "p.tar.gz").exists()
+
+
+def test_a_bundle_whose_golden_frames_fail_is_not_packaged(site, edgecam_wheel, tmp_path):
+    bundle = break_golden(golden_bundle(tmp_path / "b"))
+    config = camera_config(tmp_path, bundle, str(site / "clip.mp4"), None)
+    with pytest.raises(EdgecamError, match="the packaged bundle fails verify: .*top-1 class changed"):
+        pkg.build_package(bundle, load_profile("intel-cpu"), config, tmp_path / "p.tar.gz", edgecam_wheel)
 
 
 def test_a_camera_on_another_bundle_is_refused(site, edgecam_wheel, tmp_path):

@@ -1,0 +1,205 @@
+"""`edgecam install`: checks before unpacking, verify before switching, /health after, rollback on its own or by hand.
+
+Releases run with this interpreter (`--python current`) and are started by the probe (`edgecam run --config` of the
+release until /health is ok); the virtualenv path of a real device runs in tests/test_device_install.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from edgecam.cli import main
+from edgecam.devices import package as pkg
+from edgecam.devices.archive import check_archive
+from edgecam.devices.profiles import load_profile
+from edgecam.runtime.errors import EdgecamError
+from tests.devices.deploy_fixtures import (
+    break_golden,
+    camera_config,
+    colour_video,
+    free_port,
+    golden_bundle,
+    rewrite_package,
+)
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory, edgecam_wheel: Path) -> dict[str, Path]:
+    """good: serves /health; bad_golden: its golden outputs are not the model's (package.json and the bundle's
+    manifest agree with them: only verify can tell); no_health: verifies, but its camera never comes online;
+    second: the good release with a changed config."""
+    root = tmp_path_factory.mktemp("deploy")
+    good = golden_bundle(root / "good")
+    colour_video(root / "clip.mp4")
+    port = free_port()
+    profile = load_profile("intel-cpu")
+    out = {}
+    for name, source in (("good", "clip.mp4"), ("no_health", f"rtsp://127.0.0.1:{free_port()}/nothing-listens")):
+        config = camera_config(root, good, source, port, name=f"{name}.yaml")
+        out[name] = pkg.build_package(good, profile, config, root / f"{name}.tar.gz", edgecam_wheel).path
+    out["bad_golden"] = rewrite_package(out["good"], root / "bad.tar.gz", lambda d: break_golden(d / "bundle"), "-bad")
+
+    def append(stage: Path) -> None:
+        with open(stage / "cameras.yaml", "a") as fh:
+            fh.write("# second release\n")
+
+    out["second"] = rewrite_package(out["good"], root / "second.tar.gz", append, "-2")
+    return out
+
+
+def _install(capsys, *args: str) -> tuple[int, str]:
+    code = main(["install", "--python", "current", "--service", "probe", "--health-timeout", "20", *args])
+    captured = capsys.readouterr()
+    return code, (captured.out + captured.err).strip()
+
+
+def _current(root: Path) -> str | None:
+    link = root / "current"
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def test_install_then_broken_releases_roll_back_and_rollback_by_hand(packages, tmp_path, capsys):
+    root = tmp_path / "box"
+    code, line = _install(capsys, str(packages["good"]), "--root", str(root))
+    assert code == 0 and line.startswith("installed ") and "/health ok" in line, line
+    first = _current(root)
+    assert first and (root / first / "bundle" / "edgecam.json").is_file()
+    assert (root / first / "data").resolve() == (root / "data").resolve()
+
+    code, line = _install(capsys, str(packages["bad_golden"]), "--root", str(root))
+    assert code == 1 and "edgecam verify failed" in line and "rolled back to" in line, line
+    assert _current(root) == first and len(list((root / "releases").iterdir())) == 1
+
+    code, line = _install(capsys, str(packages["no_health"]), "--root", str(root), "--health-timeout", "6")
+    assert code == 1 and "/health not ok within 6 s" in line and f"rolled back to {Path(first).name}" in line, line
+    assert _current(root) == first
+    state = json.loads((root / "state.json").read_text())
+    assert state["current"] == Path(first).name
+    assert [h["outcome"] for h in state["history"]] == ["installed", "rolled back", "rolled back"]
+
+    # a second good release (same model, another config), then back to the first by hand
+    code, line = _install(capsys, str(packages["second"]), "--root", str(root))
+    assert code == 0 and f"previous: {Path(first).name}" in line, line
+    second = _current(root)
+    assert second != first
+    code, line = _install(capsys, "--rollback", "--root", str(root))
+    assert code == 0 and line.startswith(f"rolled back to {Path(first).name}"), line
+    assert _current(root) == first
+    assert json.loads((root / "state.json").read_text())["previous"] == Path(second).name
+
+
+def test_a_first_install_that_fails_leaves_nothing_current(packages, tmp_path, capsys):
+    root = tmp_path / "box"
+    code, line = _install(capsys, str(packages["bad_golden"]), "--root", str(root))
+    assert code == 1 and "nothing is current" in line and "edgecam verify failed" in line, line
+    assert _current(root) is None and not any((root / "releases").iterdir())
+    code, line = _install(capsys, str(packages["no_health"]), "--root", str(root), "--health-timeout", "5")
+    assert code == 1 and "nothing is current" in line and "/health not ok" in line, line
+    assert not (root / "current").exists() and not (root / "current").is_symlink()
+
+
+def test_rollback_without_a_previous_release_is_bad_input(tmp_path, capsys):
+    code, line = _install(capsys, "--rollback", "--root", str(tmp_path))
+    assert code == 2 and "nothing installed here" in line
+
+
+# ---------------------------------------------------------------- archives that must not be unpacked
+def _write(out: Path, entries: list[tuple[str, bytes]], special: list[tarfile.TarInfo] = ()) -> Path:
+    with tarfile.open(out, "w:gz") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info in special:
+            tar.addfile(info)
+    return out
+
+
+def _members(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def _refused(capsys, package: Path, root: Path, message: str) -> None:
+    code, line = _install(capsys, str(package), "--root", str(root))
+    assert code == 2 and message in line, line
+    assert not root.exists(), "nothing may be written before the archive has passed"
+
+
+def test_a_tampered_file_is_refused_before_anything_is_unpacked(packages, tmp_path, capsys):
+    entries = _members(packages["good"])
+    name, data = next((n, d) for n, d in entries if n == "bundle/model.onnx" or n.endswith("model.bin"))
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0x01  # one byte
+    entries = [(n, bytes(changed) if n == name else d) for n, d in entries]
+    _refused(capsys, _write(tmp_path / "t.tar.gz", entries), tmp_path / "box", f"{name}: sha256 differs")
+
+
+def test_a_damaged_archive_is_refused(packages, tmp_path, capsys):
+    raw = bytearray(packages["good"].read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "d.tar.gz").write_bytes(bytes(raw))
+    _refused(capsys, tmp_path / "d.tar.gz", tmp_path / "box", "package")
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "bundle/../../evil.txt", "/etc/evil.txt"])
+def test_traversal_and_absolute_entries_are_refused(packages, tmp_path, capsys, name):
+    entries = [*_members(packages["good"]), (name, b"x")]
+    problem = "is an absolute path" if name.startswith("/") else "path traversal"
+    _refused(capsys, _write(tmp_path / "t.tar.gz", entries), tmp_path / "box", problem)
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def _special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = 1, 3
+    return info
+
+
+@pytest.mark.parametrize(
+    ("kind", "word"),
+    [
+        (tarfile.SYMTYPE, "symlink"),
+        (tarfile.LNKTYPE, "hard link"),
+        (tarfile.CHRTYPE, "device file"),
+        (tarfile.BLKTYPE, "device file"),
+        (tarfile.FIFOTYPE, "FIFO"),
+    ],
+)
+def test_links_devices_and_fifos_are_refused(packages, tmp_path, capsys, kind, word):
+    special = [_special("bundle/golden/extra", kind, "/etc/passwd")]
+    _refused(capsys, _write(tmp_path / "s.tar.gz", _members(packages["good"]), special), tmp_path / "box", word)
+
+
+def test_a_file_package_json_does_not_list_is_refused(packages, tmp_path, capsys):
+    entries = [*_members(packages["good"]), ("bundle/extra.onnx", b"more")]
+    _refused(capsys, _write(tmp_path / "u.tar.gz", entries), tmp_path / "box", "not listed in package.json")
+
+
+def test_a_version_that_names_a_path_is_refused(packages, tmp_path):
+    entries = _members(packages["good"])
+    index = json.loads(dict(entries)["package.json"])
+    index["version"] = "../../etc"
+    entries = [(n, json.dumps(index).encode() if n == "package.json" else d) for n, d in entries]
+    with pytest.raises(EdgecamError, match="not a plain name"):
+        check_archive(_write(tmp_path / "v.tar.gz", entries))
+
+
+def test_the_same_package_again_is_already_current(packages, tmp_path, capsys):
+    root = tmp_path / "box"
+    assert _install(capsys, str(packages["good"]), "--root", str(root), "--service", "none")[0] == 0
+    release = next((root / "releases").iterdir())
+    stamp = (release / "release.json").stat().st_mtime_ns
+    code, line = _install(capsys, str(packages["good"]), "--root", str(root), "--service", "none")
+    assert code == 0 and "already current" in line
+    assert (release / "release.json").stat().st_mtime_ns == stamp
+    shutil.rmtree(root)
