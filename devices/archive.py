@@ -110,15 +110,24 @@ def _walk(path: Path, dest: Path | None) -> tuple[dict[str, Any] | None, dict[st
             if dest is None:
                 seen[name] = _hash(stream, None)
             else:
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "xb") as fh:
-                    seen[name] = _hash(stream, fh)
+                seen[name] = _write(stream, dest / name)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise EdgecamError(f"corrupt package ({exc})", path=path, fix=TAMPERED_FIX) from None
     finally:
         tar.close()
     return index, seen
+
+
+def _write(stream: IO[bytes], target: Path) -> tuple[str, int]:
+    """One member to disk; a full disk or a read-only root is said as such, not as a corrupt package."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as fh:
+            return _hash(stream, fh)
+    except OSError as exc:
+        if exc.filename is None:  # raised by the archive's stream, not by the file being written
+            raise
+        raise EdgecamError(f"cannot write {target}: {exc.strerror}", fix="free space, or check the root") from None
 
 
 def _parse_index(data: bytes, path: Path) -> dict[str, Any]:

@@ -121,7 +121,10 @@ def _prepare_python(release: Path, index: dict[str, Any], mode: str, find_links:
     pip += ["--find-links", find_links] if find_links else []
     steps.append([*pip, str(release / index["wheel"]), "-r", str(release / index["requirements"])])
     for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            raise _ReleaseFailed(f"{' '.join(cmd[1:4])} took more than 30 minutes") from None
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
             raise _ReleaseFailed(f"{' '.join(cmd[1:4])} failed: {lines[-1] if lines else proc.returncode}")
@@ -196,7 +199,9 @@ def install_package(
         steps.append(why)
         if not ok:
             _switch(root, previous)
-            if previous is not None:
+            if previous is None:
+                control.stop()  # nothing to run: a supervisor must not keep restarting a removed release
+            else:
                 back = releases / previous
                 _, again = control.activate(back, _release_info(back).get("python"), memory)
                 steps.append(f"{previous} restarted: {again}")

@@ -73,6 +73,9 @@ def _health(url: str) -> tuple[bool, str]:
 def resolve_mode(mode: str, root: Path, command: str | None) -> str:
     """`auto`: `command` when one is given, systemd when installing under the default root as root on a systemd
     host, otherwise a probe."""
+    if command and mode not in ("auto", "command"):
+        raise EdgecamError(f"--service-cmd restarts the runtime itself: it cannot go with --service {mode}",
+                           fix="drop --service, or --service-cmd")  # fmt: skip
     if mode != "auto":
         if mode == "command" and not command:
             raise EdgecamError("--service command needs --service-cmd CMD", fix="e.g. --service-cmd 'docker restart x'")
@@ -118,6 +121,11 @@ class ServiceControl:
                 "service active (no http: in cameras.yaml, /health not checked)" if active else "service not active",
             )
         return True, "service command ran (no http: in cameras.yaml, /health not checked)"
+
+    def stop(self) -> None:
+        """Stop the supervised runtime (systemd only: a probe leaves nothing running, a command is the operator's)."""
+        if self.mode == "systemd":
+            subprocess.run(["systemctl", "stop", UNIT_NAME], capture_output=True, timeout=120)
 
     def _wait(self, url: str, exited) -> tuple[bool, str]:
         t0, last = time.monotonic(), "no answer"

@@ -44,6 +44,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory, edgecam_wheel: Path) -> d
     for name, source in (("good", "clip.mp4"), ("no_health", f"rtsp://127.0.0.1:{free_port()}/nothing-listens")):
         config = camera_config(root, good, source, port, name=f"{name}.yaml")
         out[name] = pkg.build_package(good, profile, config, root / f"{name}.tar.gz", edgecam_wheel).path
+    config = camera_config(root, good, "clip.mp4", None, name="no_http.yaml")
+    out["no_http"] = pkg.build_package(good, profile, config, root / "no_http.tar.gz", edgecam_wheel).path
     out["bad_golden"] = rewrite_package(out["good"], root / "bad.tar.gz", lambda d: break_golden(d / "bundle"), "-bad")
 
     def append(stage: Path) -> None:
@@ -203,3 +205,37 @@ def test_the_same_package_again_is_already_current(packages, tmp_path, capsys):
     assert code == 0 and "already current" in line
     assert (release / "release.json").stat().st_mtime_ns == stamp
     shutil.rmtree(root)
+
+
+def test_a_service_command_restarts_each_release_and_its_failure_rolls_back(packages, tmp_path, capsys):
+    """--service-cmd: the operator's own restart (e.g. `docker restart edgecam`), told the release in
+    $EDGECAM_RELEASE; a command that fails counts as a release that does not come up."""
+    root, log = tmp_path / "box", tmp_path / "restarts.log"
+    ok = f'echo "$EDGECAM_RELEASE" >> {log}'
+    code, line = _install(
+        capsys, str(packages["no_http"]), "--root", str(root), "--service", "command", "--service-cmd", ok
+    )
+    assert code == 0 and "service command ran (no http:" in line, line
+    first = (root / "current").resolve()
+    assert log.read_text().split() == [str(first)]
+    failing = f'echo "$EDGECAM_RELEASE" >> {log}; case "$EDGECAM_RELEASE" in *-2) exit 3;; esac'
+    code, line = _install(
+        capsys, str(packages["second"]), "--root", str(root), "--service", "command", "--service-cmd", failing
+    )
+    assert code == 1 and "service command exited 3" in line and f"rolled back to {first.name}" in line, line
+    restarts = log.read_text().split()
+    assert restarts[1].endswith("-2") and restarts[2] == str(first)  # the new one, then the previous one again
+    assert (root / "current").resolve() == first
+
+
+def test_a_service_command_with_another_service_mode_is_bad_input(packages, tmp_path, capsys):
+    code, line = _install(capsys, str(packages["good"]), "--root", str(tmp_path / "box"), "--service-cmd", "true")
+    assert code == 2 and "cannot go with --service probe" in line and not (tmp_path / "box").exists()
+
+
+def test_a_member_that_cannot_be_written_is_said_so(tmp_path):
+    from edgecam.devices.archive import _write
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(EdgecamError, match="cannot write .*file/x"):
+        _write(io.BytesIO(b"data"), tmp_path / "file" / "x")
