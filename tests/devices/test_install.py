@@ -239,3 +239,23 @@ def test_a_member_that_cannot_be_written_is_said_so(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(EdgecamError, match="cannot write .*file/x"):
         _write(io.BytesIO(b"data"), tmp_path / "file" / "x")
+
+
+def test_help_and_bad_input_are_one_line_each(tmp_path):
+    import subprocess
+    import sys
+
+    def edgecam(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "edgecam", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    helped = edgecam("install", "--help")
+    assert helped.returncode == 0 and "exit codes" in helped.stdout and "rolled back" in helped.stdout
+    for args, expected in [
+        (["install", str(tmp_path / "missing.tar.gz"), "--root", str(tmp_path / "r")], "package not found"),
+        (["install", "--root", str(tmp_path / "r")], "no package given"),
+        (["package", str(tmp_path), "--device", "no-such-box", "--config", "c.yaml", "--out", "p.tar.gz"], "unknown"),
+    ]:
+        result = edgecam(*args)
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result
+        assert len(result.stderr.strip().splitlines()) == 1
