@@ -194,8 +194,7 @@ def install_package(
             shutil.rmtree(release, ignore_errors=True)
             return _failed(root, state, version, previous, str(exc), steps)
         _switch(root, version)
-        memory = int(index.get("profile", {}).get("budget", {}).get("peak_memory_mb", 1024))
-        ok, why = control.activate(release, interpreter, memory)
+        ok, why = control.activate(release, interpreter, _memory(release))
         steps.append(why)
         if not ok:
             _switch(root, previous)
@@ -203,7 +202,7 @@ def install_package(
                 control.stop()  # nothing to run: a supervisor must not keep restarting a removed release
             else:
                 back = releases / previous
-                _, again = control.activate(back, _release_info(back).get("python"), memory)
+                _, again = control.activate(back, _release_info(back).get("python"), _memory(back))
                 steps.append(f"{previous} restarted: {again}")
             shutil.rmtree(release, ignore_errors=True)
             return _failed(root, state, version, previous, why, steps)
@@ -231,6 +230,15 @@ def _release_info(release: Path) -> dict[str, Any]:
         return {}
 
 
+def _memory(release: Path) -> int:
+    """The release's profile's peak memory (the unit's MemoryMax)."""
+    try:
+        index = json.loads((release / INDEX).read_text(encoding="utf-8"))
+        return int(index["profile"]["budget"]["peak_memory_mb"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1024
+
+
 def _prune(releases: Path, keep: set[str | None]) -> None:
     """Keep the current and previous releases (the A and B); older ones only take space on a small disk."""
     for path in releases.iterdir():
@@ -251,10 +259,7 @@ def rollback(root: str | Path = DEFAULT_ROOT, control: ServiceControl | None = N
             raise EdgecamError("no previous release to roll back to", path=root / STATE, fix="install a package")
         _switch(root, previous)
         release = root / "releases" / previous
-        memory = int(
-            json.loads((release / INDEX).read_text()).get("profile", {}).get("budget", {}).get("peak_memory_mb", 1024)
-        )
-        ok, why = control.activate(release, _release_info(release).get("python"), memory)
+        ok, why = control.activate(release, _release_info(release).get("python"), _memory(release))
         state.update(current=previous, previous=current)
         _write_state(root, state, "rollback", previous, "rolled back" if ok else "rolled back, not serving", why)
         line = f"rolled back to {previous} (was {current}): {why}"

@@ -16,6 +16,7 @@ run is still going (or ended with 0 on a finite file), and a command is taken at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -95,6 +96,12 @@ class ServiceControl:
 
     def activate(self, release: Path, python: str | None, memory_mb: int) -> tuple[bool, str]:
         """(Re)start the runtime on `release` (now `current`) and wait for it to serve: (ok, one phrase why)."""
+        try:
+            return self._activate(release, python, memory_mb)
+        except (OSError, subprocess.SubprocessError) as exc:  # a unit that cannot be written, a command that hangs
+            return False, f"cannot start the {self.mode} service: {exc}"
+
+    def _activate(self, release: Path, python: str | None, memory_mb: int) -> tuple[bool, str]:
         if self.mode == "none":
             return True, "service not started (--service none)"
         if self.mode == "probe":
@@ -125,7 +132,8 @@ class ServiceControl:
     def stop(self) -> None:
         """Stop the supervised runtime (systemd only: a probe leaves nothing running, a command is the operator's)."""
         if self.mode == "systemd":
-            subprocess.run(["systemctl", "stop", UNIT_NAME], capture_output=True, timeout=120)
+            with contextlib.suppress(OSError, subprocess.SubprocessError):  # no systemd: nothing of ours runs there
+                subprocess.run(["systemctl", "stop", UNIT_NAME], capture_output=True, timeout=120)
 
     def _wait(self, url: str, exited) -> tuple[bool, str]:
         t0, last = time.monotonic(), "no answer"

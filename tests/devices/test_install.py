@@ -259,3 +259,20 @@ def test_help_and_bad_input_are_one_line_each(tmp_path):
         result = edgecam(*args)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_service_that_cannot_start_counts_as_a_failed_release(packages, tmp_path, monkeypatch):
+    """An exception while starting (here: the systemd unit cannot be written) must not leave the new release
+    current: it is reported and rolled back like a /health failure."""
+    from edgecam.devices import service
+    from edgecam.devices.install import install_package
+
+    monkeypatch.setattr(service, "UNIT_PATH", tmp_path / "no-such-dir" / "edgecam.service")
+    stopped = []  # this host's systemd is left alone
+    monkeypatch.setattr(service.ServiceControl, "stop", lambda self: stopped.append(self.mode))
+    root = tmp_path / "box"
+    control = service.ServiceControl("systemd", root, health_timeout=5)
+    outcome = install_package(packages["no_http"], root, control, python="current")
+    assert outcome.code == 1 and "cannot start the systemd service" in outcome.line, outcome.line
+    assert "nothing is current" in outcome.line and not (root / "current").is_symlink()
+    assert stopped == ["systemd"]  # no release left: the unit must not keep restarting a removed one
