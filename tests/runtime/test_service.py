@@ -278,7 +278,7 @@ def test_an_output_that_fails_to_close_is_reported_not_raised(tmp_path, tiny_bun
 
 
 def test_the_systemd_unit_runs_a_command_this_cli_takes_and_outlasts_the_drain():
-    """devices/templates/edgecam.service: its ExecStart parses, and systemd waits longer than the drain before SIGKILL."""
+    """devices/templates/edgecam.service: its ExecStart parses, systemd waits longer than the drain before SIGKILL."""
     import configparser
     import shlex
 
