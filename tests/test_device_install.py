@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.devices.package import build_package
-from edgecam.devices.profiles import load_profile
 from tests.conftest import write_color_dataset
 from tests.devices.deploy_fixtures import camera_config, colour_video, free_port, golden_bundle
 from tests.runtime.conftest import CLASS_NAMES
@@ -104,13 +102,16 @@ def test_val_and_run_a_detector_bundle(device):
 
 
 def test_a_package_installs_into_a_release_venv_and_serves(device, edgecam_wheel):
-    """The real device path: `edgecam install` of the base install makes the release's own venv from the packaged
-    wheel, verifies the bundle with it and runs `edgecam run --config` until /health is ok."""
+    """The real device path: `edgecam package` and `edgecam install` of the base install; install makes the
+    release's own venv from the packaged wheel, verifies the bundle with it and runs `edgecam run --config` until
+    /health is ok."""
     work = device["work"]
     bundle = golden_bundle(work / "shipped")
     colour_video(work / "shelf.mp4")
     config = camera_config(work, bundle, "shelf.mp4", free_port())
-    package = build_package(bundle, load_profile("intel-cpu"), config, work / "pkg.tar.gz", edgecam_wheel).path
+    package = work / "pkg.tar.gz"  # packaged by the base install too: it needs no torch either
+    _edgecam(device, "package", str(bundle), "--device", "intel-cpu", "--config", str(config), "--out", str(package),
+             "--wheel", str(edgecam_wheel))  # fmt: skip
     root = work / "box"
     proc = _edgecam(device, "install", str(package), "--root", str(root), "--service", "probe", timeout=900)
     assert proc.stdout.startswith("installed ") and "/health ok" in proc.stdout, proc.stdout
