@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecam import __version__
 from edgecam.devices.archive import check_archive, extract_archive
 from edgecam.devices.package import BUNDLE_DIR, DATA_DIR, DEFAULT_ROOT, INDEX
 from edgecam.devices.service import ServiceControl
@@ -204,6 +205,10 @@ def install_package(
             info = {"version": version, "installed": _now(), "python": interpreter, "package": str(package)}
             (release / RELEASE).write_text(json.dumps(info, indent=2) + "\n")
             steps.append(_verify(release, _python(release, info), index))
+            if python == "current" and index.get("edgecam_version") != __version__:
+                steps.append(
+                    f"note: edgecam {__version__} of this interpreter runs a package of {index['edgecam_version']}"
+                )
         except _ReleaseFailed as exc:
             shutil.rmtree(release, ignore_errors=True)
             return _failed(root, state, version, previous, str(exc), steps)

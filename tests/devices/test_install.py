@@ -276,3 +276,15 @@ def test_a_service_that_cannot_start_counts_as_a_failed_release(packages, tmp_pa
     assert outcome.code == 1 and "cannot start the systemd service" in outcome.line, outcome.line
     assert "nothing is current" in outcome.line and not (root / "current").is_symlink()
     assert stopped == ["systemd"]  # no release left: the unit must not keep restarting a removed one
+
+
+def test_the_current_interpreter_says_when_its_edgecam_is_not_the_packaged_one(packages, tmp_path, capsys):
+    from edgecam import __version__
+
+    entries = _members(packages["no_http"])
+    index = json.loads(dict(entries)["package.json"])
+    index["edgecam_version"] = "0.0.1"
+    entries = [(n, json.dumps(index).encode() if n == "package.json" else d) for n, d in entries]
+    package = _write(tmp_path / "old.tar.gz", entries)
+    code, line = _install(capsys, str(package), "--root", str(tmp_path / "box"), "--service", "none")
+    assert code == 0 and f"note: edgecam {__version__} of this interpreter runs a package of 0.0.1" in line, line
