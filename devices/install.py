@@ -205,6 +205,9 @@ def install_package(
             info = {"version": version, "installed": _now(), "python": interpreter, "package": str(package)}
             (release / RELEASE).write_text(json.dumps(info, indent=2) + "\n")
             steps.append(_verify(release, _python(release, info), index))
+            problem = control.preflight(release)
+            if problem:
+                raise _ReleaseFailed(problem)
             if python == "current" and index.get("edgecam_version") != __version__:
                 steps.append(
                     f"note: edgecam {__version__} of this interpreter runs a package of {index['edgecam_version']}"

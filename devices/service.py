@@ -129,6 +129,14 @@ class ServiceControl:
             )
         return True, "service command ran (no http: in cameras.yaml, /health not checked)"
 
+    def preflight(self, release: Path) -> str | None:
+        """Before `current` switches: why this mode cannot judge the release, or None. A probe whose /health port
+        already answers (the running service, another program) would read someone else's health."""
+        url = health_url(release) if self.mode == "probe" else None
+        if url is not None and not _health(url)[1].startswith("no answer"):
+            return f"{url} already answers before the probe starts (a running service?): use --service systemd"
+        return None
+
     def stop(self) -> None:
         """Stop the supervised runtime (systemd only: a probe leaves nothing running, a command is the operator's)."""
         if self.mode == "systemd":

@@ -288,3 +288,33 @@ def test_the_current_interpreter_says_when_its_edgecam_is_not_the_packaged_one(p
     package = _write(tmp_path / "old.tar.gz", entries)
     code, line = _install(capsys, str(package), "--root", str(tmp_path / "box"), "--service", "none")
     assert code == 0 and f"note: edgecam {__version__} of this interpreter runs a package of 0.0.1" in line, line
+
+
+def test_a_probe_does_not_read_another_programs_health(packages, tmp_path, capsys):
+    """With something already answering on the release's /health port, a probe cannot tell its own run's health:
+    the release is refused before `current` switches, rather than passed on someone else's 200."""
+    import http.server
+    import threading
+
+    import yaml
+
+    port = yaml.safe_load(dict(_members(packages["good"]))["cameras.yaml"])["http"]["port"]
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        root = tmp_path / "box"
+        code, line = _install(capsys, str(packages["good"]), "--root", str(root))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1 and "already answers before the probe starts" in line and "nothing is current" in line, line
+    assert not (root / "current").is_symlink()
