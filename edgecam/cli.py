@@ -509,6 +509,42 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    from edgecam.devices.package import build_package
+    from edgecam.devices.profiles import load_profile
+
+    result = build_package(args.bundle, load_profile(args.device), args.config, args.out, args.wheel, args.variant)
+    text = (
+        f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB): release {result.version}, variant {result.variant}, "
+        f"{len(result.files)} files"
+    )
+    _emit(args, result.to_dict(), text)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from edgecam.devices.install import install_package, rollback
+    from edgecam.devices.service import ServiceControl, resolve_mode
+    from edgecam.runtime.errors import EdgecamError
+
+    root = Path(args.root).absolute()
+    mode = resolve_mode(args.service, root, args.service_cmd)
+    control = ServiceControl(mode, root, args.health_timeout, args.service_cmd)
+    if args.rollback:
+        if args.package:
+            raise EdgecamError("--rollback takes no package", fix="edgecam install --rollback [--root DIR]")
+        outcome = rollback(root, control)
+    elif not args.package:
+        raise EdgecamError("no package given", fix="edgecam install PACKAGE.tar.gz, or --rollback")
+    else:
+        outcome = install_package(args.package, root, control, args.python, args.find_links)
+    if args.json:
+        print(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        print(outcome.line, file=sys.stdout if outcome.code == 0 else sys.stderr)
+    return outcome.code
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from edgecam.runtime.config.docs import schema_json
 
@@ -626,6 +662,22 @@ def _device_option(p: argparse.ArgumentParser) -> None:
         "its fastest precision the bundle has; or the engine's device: CPU, GPU, NPU, AUTO (openvino), cpu, cuda, "
         "tensorrt or a ...ExecutionProvider name (onnxruntime). A device this host lacks is an error",
     )
+
+
+INSTALL_HELP = """order: every sha256 in package.json is checked before anything is unpacked (links, device files,
+'..' and absolute names are refused); the release goes to ROOT/releases/VERSION; `edgecam verify` runs on it;
+then ROOT/current switches and the runtime (re)starts; if /health (the config's http:) is not ok within
+--health-timeout, the previous release comes back on its own. ROOT/state.json says what happened and why.
+
+--service auto: systemd when ROOT is /opt/edgecam, edgecam runs as root and systemd is up (the unit goes to
+/etc/systemd/system/edgecam.service); --service-cmd given: that command; otherwise a probe: `edgecam run --config`
+of the release until /health is ok, then stopped (nothing is left running).
+
+exit codes (for a supervisor):
+  0    installed (or already current; --rollback: rolled back and serving)
+  1    the new release failed (pip, verify or /health) and the previous one is current again, or nothing is
+       current when there was none; one line says why
+  2    bad input: a missing, tampered or unsafe package, a bad option, nothing to roll back to"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -832,6 +884,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("devices", cmd_devices, "device profiles: engine, device, precisions, budget, whether this host runs them")
     p.add_argument("profiles", nargs="*", help="profile names or your own profile YAMLs (default: every shipped one)")
+
+    p = add("package", cmd_package, "one archive for a device: the profile's variant, config, wheel, unit, checksums")
+    p.add_argument("bundle", help="bundle folder (the variant the profile runs is packaged, re-sealed)")
+    p.add_argument("--device", required=True, help="device profile name or YAML (see `edgecam devices`)")
+    p.add_argument("--config", required=True, type=Path, help="cameras YAML whose cameras run this bundle")
+    p.add_argument("--out", required=True, type=Path, help="package file to write (.tar.gz)")
+    p.add_argument("--variant", help="package this variant instead of the profile's fastest precision")
+    p.add_argument("--wheel", type=Path, help="edgecam wheel to ship (default: built from this source tree)")
+
+    p = add(
+        "install", cmd_install, "install a package as a new release: verify, switch, (re)start, roll back on failure"
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = INSTALL_HELP
+    p.add_argument("package", nargs="?", help="the .tar.gz written by `edgecam package`")
+    p.add_argument("--root", default="/opt/edgecam", help="install root: releases/, current, data/, state.json")
+    p.add_argument("--rollback", action="store_true", help="make the previous release current again")
+    p.add_argument(
+        "--python",
+        choices=["venv", "current"],
+        default="venv",
+        help="venv: a virtualenv per release with the packaged wheel and its requirements (default); current: "
+        "this interpreter's edgecam runs the release (a box that already has edgecam; the wheel is not installed)",
+    )
+    p.add_argument("--find-links", help="with --python venv: a folder of wheels for pip (an offline box)")
+    p.add_argument(
+        "--service",
+        choices=["auto", "systemd", "command", "probe", "none"],
+        default="auto",
+        help="how the release is (re)started and checked (default auto: see below)",
+    )
+    p.add_argument("--service-cmd", help="command that restarts the runtime, e.g. 'docker restart edgecam'")
+    p.add_argument(
+        "--health-timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds the new release has to answer /health with 200 (default: %(default)s)",
+    )
 
     p = add("schema", cmd_schema, "print the JSON Schema of cameras.yaml or of a bundle's edgecam.json")
     p.add_argument("what", choices=["cameras", "manifest"])

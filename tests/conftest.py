@@ -79,3 +79,11 @@ def exported_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: P
 def soak(short: float, full: float) -> float:
     """A fault test's duration: `short` in `make test`, `full` in `make soak` (EDGECAM_SOAK=1)."""
     return full if os.environ.get("EDGECAM_SOAK") == "1" else short
+
+
+@pytest.fixture(scope="session")
+def edgecam_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The edgecam wheel of this source tree, built once per session as `edgecam package` builds it."""
+    from edgecam.devices.package import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

@@ -29,3 +29,5 @@ def test_the_wheel_holds_every_package_and_data_file(tmp_path):
     assert expected and expected <= names, sorted(expected - names)
     assert "edgecam/runtime/sinks/liveview.html" in names
     assert {f"edgecam/bench/reference/{p.name}" for p in (ROOT / "bench" / "reference").glob("*.py")} <= names
+    templates = {f"edgecam/devices/templates/{p.name}" for p in (ROOT / "devices" / "templates").iterdir()}
+    assert {f"edgecam/devices/templates/{n}" for n in ("edgecam.service", "Containerfile")} <= templates <= names

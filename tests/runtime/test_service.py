@@ -280,7 +280,7 @@ def test_an_output_that_fails_to_close_is_reported_not_raised(tmp_path, tiny_bun
 
 
 def test_the_systemd_unit_runs_a_command_this_cli_takes_and_outlasts_the_drain():
-    """examples/edgecam.service: its ExecStart parses, and systemd waits longer than the drain before SIGKILL."""
+    """devices/templates/edgecam.service: its ExecStart parses, systemd waits longer than the drain before SIGKILL."""
     import configparser
     import shlex
 
@@ -288,7 +288,7 @@ def test_the_systemd_unit_runs_a_command_this_cli_takes_and_outlasts_the_drain()
     from edgecam.runtime.shutdown import DRAIN_SECONDS
 
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.read(Path(__file__).parents[2] / "examples" / "edgecam.service")
+    unit.read(Path(__file__).parents[2] / "devices" / "templates" / "edgecam.service")
     service = unit["Service"]
     argv = shlex.split(service["ExecStart"])
     assert argv[0].endswith("/edgecam")

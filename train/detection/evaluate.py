@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -154,6 +153,8 @@ def format_detection_report(report: dict[str, Any]) -> str:
 
 def plot_pr_curves(report: dict[str, Any], path: str | Path) -> Path:
     """Precision-recall at IoU 0.5 per class and their mean, to show where each class loses precision."""
+    from matplotlib.figure import Figure  # the train extra: `edgecam val` on a device needs no plotting
+
     path = Path(path)
     recall = np.asarray(report["pr_curves"]["recall"])
     curves = {n: np.asarray(p) for n, p in report["pr_curves"]["precision"].items() if p is not None}
