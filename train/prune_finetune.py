@@ -330,6 +330,7 @@ def _prune_and_measure(
             "distill_loss": pcfg.distill_loss if meta["task"] == "detect" else f"kl (T={pcfg.temperature:g})",
             "lr": cfg.lr,
             "data": cfg.data if has_data else None,
+            "world_size": world.size,  # processes that fine-tuned (torchrun --nproc_per_node)
         },
         "metric": parts.metric if parts else None,
         "before": before,

@@ -224,6 +224,7 @@ def _train_classifier(cfg: TrainConfig, resume: bool, world: World) -> TrainResu
         progress=cfg.progress,
         world=world,
     )
+    seen = 0  # images this rank trained on in the last epoch
     for epoch in range(first_epoch, cfg.epochs + 1):
         train_ds.set_epoch(epoch)
         distributed.set_epoch(train_dl, epoch)

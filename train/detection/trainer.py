@@ -165,6 +165,7 @@ def _train_detector(cfg: TrainConfig, resume: bool, world: distributed.World) ->
         progress=cfg.progress,
         world=world,
     )
+    seen = 0  # images this rank trained on in the last epoch
     for epoch in range(first_epoch, cfg.epochs + 1):
         if cfg.close_mosaic and epoch > tracker.planned - cfg.close_mosaic:
             train_ds.close_mosaic()
