@@ -19,7 +19,7 @@ import torch
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.train.config import load_config
-from edgecam.train.distributed import TRACE_ENV, World, check_batch, wrap
+from edgecam.train.distributed import TRACE_ENV, World, check_batch, launched_world, session, wrap
 from edgecam.train.trainer import train_classifier
 
 LAUNCH_TIMEOUT = 120  # seconds; a hang (a rank left waiting for another) fails the test instead of the suite
@@ -181,3 +181,33 @@ def test_sync_bn_on_cpu_ranks_is_refused_and_a_single_process_ignores_it():
     with pytest.raises(EdgecamError, match="--sync-bn needs GPUs"):
         wrap(model, World(0, 2, 0, "gloo"), sync_bn=True)
     assert wrap(model, World(), sync_bn=True) is model
+
+
+def test_a_rank_whose_peers_never_come_gives_up_after_the_timeout(color_data, tmp_path):
+    env = {**_env(tmp_path / "trace"), "EDGECAM_DIST_TIMEOUT": "3", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    cmd = [sys.executable, "-m", "edgecam", "train", "--data", str(color_data), "--out", str(tmp_path / "run")]
+    run = subprocess.run(cmd + CLASSIFIER, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert run.returncode == 2
+    assert run.stderr.startswith("edgecam train: error: rank 0 could not join the 2 training processes within 3 s")
+    assert not (tmp_path / "run").exists(), "nothing trained alone"
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, None),  # a plain process
+        ({"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}, None),  # torchrun, 1 proc
+        ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}, None),  # no MASTER_ADDR: not a torchrun launch
+        ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}, World(1, 2, 1)),
+    ],
+)
+def test_only_a_multi_process_launch_joins_a_group(monkeypatch, env, expected):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launched_world() == expected
+    if expected is None:
+        with session() as world:
+            assert world == World() and not torch.distributed.is_initialized()
