@@ -1,8 +1,9 @@
 """Data-parallel training under `torchrun`: what the classifier, detector and pruning's fine-tune share.
 
 `torchrun --nproc_per_node N -m edgecam train ...` starts N copies of the command with WORLD_SIZE, RANK, LOCAL_RANK,
-MASTER_ADDR and MASTER_PORT set. `session()` joins them into one process group (gloo on CPU, where the trainers run;
-nccl for CUDA) and always leaves it again, exceptions included. Without that environment, or with WORLD_SIZE 1,
+MASTER_ADDR and MASTER_PORT set. `session()` joins them into one process group and always leaves it again,
+exceptions included. The backend follows the device the model trains on: nccl for CUDA, gloo for CPU; edgecam's
+trainers train on CPU, so they use gloo also on a machine with GPUs. Without that environment, or with WORLD_SIZE 1,
 nothing is initialised and training is the plain single process.
 
 The rules the trainers follow:
