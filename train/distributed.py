@@ -119,8 +119,8 @@ def session(device: str = "cpu") -> Iterator[World]:
     except Exception as exc:
         if not isinstance(exc, EdgecamError) and _peer_lost(exc):
             raise EdgecamError(
-                f"another training process stopped ({str(exc).splitlines()[0][:200]})",
-                fix="its own error line says why",
+                f"rank {world.rank} lost its connection to another training process, which stopped",
+                fix="that process's own error line says why",
             ) from None
         raise
     finally:
