@@ -4,6 +4,7 @@ its component lazily, so the device install (no torch) can run `edgecam run` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -114,7 +115,12 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("model", str, "registered model name (see `edgecam models`)"),
     ("imgsz", int, "input size in pixels (square)"),
     ("epochs", int, "maximum number of epochs"),
-    ("batch", int, "batch size"),
+    (
+        "batch",
+        int,
+        "global batch size: images per optimizer step over all processes; under torchrun each of N processes "
+        "takes batch/N, so --lr keeps its meaning and a single-process run with the same --batch is comparable",
+    ),
     ("optimizer", str, "adamw or sgd"),
     ("lr", float, "peak learning rate"),
     ("scheduler", str, "cosine or onecycle"),
@@ -147,6 +153,7 @@ def _resume_config(args: argparse.Namespace):
 
     run = Path(args.resume)
     changed = [f"--{n.replace('_', '-')}" for n, _, _ in _TRAIN_FLAGS if getattr(args, n) is not None]
+    changed += ["--sync-bn"] if args.sync_bn else []
     if changed or args.config:
         raise EdgecamError(
             f"--resume continues a run as it was configured; {', '.join(changed) or '--config'} cannot change it",
@@ -177,6 +184,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides["task"] = args.task
     if args.no_batchnorm:
         overrides["batchnorm"] = False
+    if args.sync_bn:
+        overrides["sync_bn"] = True
     if args.no_augment:
         overrides["augment"] = {"flip": 0, "crop_scale": 1.0, "rotate": 0, "jitter": 0, "hue": 0, "blur": 0}
     if args.json:
@@ -739,6 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batchnorm", action="store_true", help="train without BatchNorm")
     p.add_argument("--no-augment", action="store_true", help="turn all data augmentation off")
     p.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only, "
+        "no effect in a single process)",
+    )
+    p.add_argument(
         "--resume",
         metavar="RUN_DIR",
         help="continue an interrupted run exactly where it stopped (its own config.yaml; no other flags)",
@@ -977,28 +993,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _follower_rank() -> int:
+    """Under torchrun with several processes, this process's rank when it is not rank 0 (else 0): rank 0 alone
+    prints results, warnings and progress; the others only their errors."""
+    try:
+        return int(os.environ.get("RANK", 0)) if int(os.environ.get("WORLD_SIZE", 1)) > 1 else 0
+    except ValueError:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from edgecam.runtime.errors import EdgecamError
     from edgecam.runtime.redact import mask_text  # an error naming a camera URL never shows its password
 
+    rank = _follower_rank()
+    who = f"edgecam {args.command}" + (f" (rank {rank})" if rank else "")
     try:
-        return args.handler(args)
+        if not rank:
+            return args.handler(args)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            return args.handler(args)
     except EdgecamError as exc:
-        print(f"edgecam {args.command}: error: {mask_text(exc)}", file=sys.stderr)
+        print(f"{who}: error: {mask_text(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `edgecam ... --json | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print(f"edgecam {args.command}: interrupted", file=sys.stderr)
+        print(f"{who}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: one line, and the traceback on request
         if os.environ.get("EDGECAM_DEBUG"):
             raise
         print(
-            f"edgecam {args.command}: internal error: {type(exc).__name__}: {mask_text(exc)} "
+            f"{who}: internal error: {type(exc).__name__}: {mask_text(exc)} "
             "(set EDGECAM_DEBUG=1 for the traceback and report it)",
             file=sys.stderr,
         )

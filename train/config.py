@@ -22,7 +22,7 @@ class TrainConfig:
     model: str = "ecnet_s"
     imgsz: int = 96
     epochs: int = 30
-    batch: int = 64
+    batch: int = 64  # the global batch: under torchrun each of N processes takes batch / N per step
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 3e-3
     momentum: float = 0.9
@@ -46,6 +46,7 @@ class TrainConfig:
     cls_gain: float = 1.0  # detection loss: weight of the classification term
     box_gain: float = 2.5  # detection loss: weight of the box (GIoU) term
     workers: int = 0  # data-loading worker processes
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     weights: str | None = None  # start from this checkpoint (its architecture; new classes re-initialise the heads)
     # model shape overrides (None = the registered default)
     width: float | None = None

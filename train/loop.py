@@ -4,6 +4,7 @@ saved after every epoch so `edgecam train --resume RUN_DIR` continues a run."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.sinks.jsonl import to_jsonable
+from edgecam.train.distributed import ABORT, CONTINUE, STOP, World, broadcast_decision
 
 RESUME_FILE = "resume.pt"
 RISING = 0.02  # a metric that gained this much over the last epochs was still learning
@@ -146,14 +148,16 @@ class Resumable:
             self.ema.updates = state["ema"]["updates"]
 
     def begin(
-        self, out: Path, config_yaml: str, resume: bool
+        self, out: Path, config_yaml: str, resume: bool, write: bool = True
     ) -> tuple[list[dict[str, float]], dict[str, Any], int, float]:
-        """A new run writes its config.yaml; a resumed one restores its state instead.
+        """A new run writes its config.yaml (`write`: rank 0 only under torchrun); a resumed one restores its state
+        instead (every rank reads the same resume.pt).
 
         Returns (history, best metrics so far, the first epoch to run, the start time that continues elapsed time).
         """
         if not resume:
-            (out / "config.yaml").write_text(config_yaml)
+            if write:
+                (out / "config.yaml").write_text(config_yaml)
             return [], {}, 1, time.time()
         state = load_resume_state(out)
         self.restore(state)
@@ -184,9 +188,30 @@ class EpochEnd:
     resumable: Resumable | None = None  # with `out`: resume.pt written after every epoch
     out: Path | None = None
     progress: bool = True
+    world: World = World()  # under torchrun: rank 0 does all of the above, the others follow its decision
 
     def __call__(self, epoch: int, model: torch.nn.Module, train: dict[str, float], lr: float) -> bool:
-        """Close epoch `epoch` given its training columns and learning rate; True when the loop should stop."""
+        """Close epoch `epoch` given its training columns and learning rate; True when the loop should stop.
+
+        Under torchrun every rank calls this; rank 0 closes the epoch and broadcasts whether to stop (and the plan
+        the schedule follows), so all ranks leave the loop together, also when rank 0 fails here.
+        """
+        if not self.world.is_main:
+            decision, self.tracker.planned = broadcast_decision(self.world, CONTINUE, self.tracker.planned)
+            if decision == ABORT:
+                raise EdgecamError(f"rank 0 failed at the end of epoch {epoch}: its error says why")
+            return decision == STOP
+        try:
+            stop = self._close(epoch, model, train, lr)
+        except BaseException:
+            if self.world.distributed:
+                with contextlib.suppress(Exception):  # the group may be what failed; the original error matters more
+                    broadcast_decision(self.world, ABORT, self.tracker.planned)
+            raise
+        broadcast_decision(self.world, STOP if stop else CONTINUE, self.tracker.planned)
+        return stop
+
+    def _close(self, epoch: int, model: torch.nn.Module, train: dict[str, float], lr: float) -> bool:
         evaluated = (self.ema.ema if self.ema is not None else model).eval()
         columns, score, report = self.validate(evaluated)
         row = {"epoch": epoch, **train, **columns, "lr": lr, "seconds": time.time() - self.start}

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train import distributed
 from edgecam.train.checkpoint import load_checkpoint, save_checkpoint
 from edgecam.train.config import TrainConfig
 from edgecam.train.loop import EpochEnd, EpochTracker
@@ -98,13 +99,15 @@ def finetune(
     pcfg: PruneConfig,
     csv_path: Path,
     initial: dict[str, Any],
+    world: distributed.World = distributed.World(),
 ) -> FinetuneResult:
     """Fine-tune the pruned model for `cfg.epochs`, or fewer when `pcfg.time_limit` runs out first.
 
     A warm restart: a short warm-up, then one cosine over the planned epochs. With a time limit the plan shrinks
     after each epoch to the epochs that still fit (each as long as the last one), so the cosine and the closing of
     mosaic finish inside the limit instead of being cut off. The best validation weights are kept, where epoch 0
-    (`initial`, the metrics straight after pruning) competes too.
+    (`initial`, the metrics straight after pruning) competes too. Under torchrun each rank fine-tunes on its shard
+    of `parts.loader` and rank 0 validates and keeps the best weights (the others' `best` is meaningless).
     """
     from edgecam.train.ema import ModelEMA
 
@@ -116,10 +119,12 @@ def finetune(
         return result
     if teacher is not None:
         teacher.eval()  # its BatchNorm layers use their running statistics and never update them
+    step_model = distributed.wrap(student, world, cfg.sync_bn)  # DDP under torchrun; `student` is validated, kept
     steps_per_epoch = len(parts.loader)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     # epoch 0 (the weights straight after pruning) competes for best; the plan shrinks with the last epoch's length
-    tracker = EpochTracker(cfg.epochs, time_limit=pcfg.time_limit, pace="last", best_score=parts.score(initial))
+    initial_score = parts.score(initial) if world.is_main else -1.0  # the other ranks do not validate
+    tracker = EpochTracker(cfg.epochs, time_limit=pcfg.time_limit, pace="last", best_score=initial_score)
     opt = build_optimizer(student, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: cosine_factor(step, warmup, tracker.planned * steps_per_epoch)
@@ -148,19 +153,22 @@ def finetune(
         line=line,
         best=initial,
         ema=ema,
-        progress=pcfg.progress,
+        progress=pcfg.progress and world.is_main,
+        world=world,
     )
     for epoch in range(1, cfg.epochs + 1):
         parts.start_epoch(epoch, tracker.planned)
         student.train()
         totals: dict[str, float] = {"loss": 0.0, "distill": 0.0}
-        bar = tqdm(parts.loader, desc=f"fine-tune {epoch}/{tracker.planned}", leave=False, disable=not pcfg.progress)
+        distributed.set_epoch(parts.loader, epoch)
+        quiet = not (pcfg.progress and world.is_main)
+        bar = tqdm(parts.loader, desc=f"fine-tune {epoch}/{tracker.planned}", leave=False, disable=quiet)
         for steps, batch in enumerate(bar, 1):
             x = batch[0]
             if cfg.input_noise > 0:
                 x = x + torch.randn_like(x) * cfg.input_noise
             x = x.contiguous(memory_format=torch.channels_last)
-            out = student(x)
+            out = step_model(x)
             loss = parts.loss(out, batch)
             if teacher is not None:
                 with torch.no_grad():
@@ -180,8 +188,10 @@ def finetune(
                 ema.update(student)
             totals["loss"] += float(loss.detach())
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
-        train = {"train_loss": totals["loss"], "distill_loss": totals["distill"]}
-        if end(epoch, student, {k: v / max(steps_per_epoch, 1) for k, v in train.items()}, opt.param_groups[0]["lr"]):
+        sums = distributed.sum_over_ranks(world, totals)  # the mean over every rank's steps
+        train = {"train_loss": sums["loss"], "distill_loss": sums["distill"]}
+        per_step = {k: v / max(steps_per_epoch * world.size, 1) for k, v in train.items()}
+        if end(epoch, student, per_step, opt.param_groups[0]["lr"]):
             break
     result.best_epoch, result.best, result.planned_epochs = tracker.best_epoch, end.best, tracker.planned
     result.seconds = time.time() - end.start
@@ -207,7 +217,17 @@ def _train_config(meta: dict[str, Any], pcfg: PruneConfig, out: Path) -> TrainCo
 
 def prune_checkpoint(checkpoint: str | Path, out: str | Path, pcfg: PruneConfig) -> dict[str, Any]:
     """Prune + fine-tune + measure; writes RUN_DIR/best.pt (a checkpoint `load_checkpoint` rebuilds) and
-    RUN_DIR/prune_report.json, and returns the report."""
+    RUN_DIR/prune_report.json, and returns the report.
+
+    Under torchrun every rank prunes the same way and fine-tunes its shard; rank 0 alone measures and writes, and
+    every rank returns its report."""
+    with distributed.session() as world:
+        return distributed.share(world, _prune_checkpoint(checkpoint, out, pcfg, world))
+
+
+def _prune_checkpoint(
+    checkpoint: str | Path, out: str | Path, pcfg: PruneConfig, world: distributed.World
+) -> dict[str, Any] | None:
     check_prune_args(pcfg.ratio, pcfg.target_gflops)
     out = Path(out)
     teacher, meta = load_checkpoint(checkpoint)
@@ -224,17 +244,26 @@ def prune_checkpoint(checkpoint: str | Path, out: str | Path, pcfg: PruneConfig)
         torch.set_num_threads(cfg.threads)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        report = _prune_and_measure(teacher, meta, cfg, pcfg, out, has_data)
+        report = _prune_and_measure(teacher, meta, cfg, pcfg, out, has_data, world)
     finally:
         torch.set_num_threads(threads)  # a library call must not leave the process's thread count changed
+    if report is None:
+        return None
     report = {"checkpoint": str(checkpoint), **report}
     (out / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def _prune_and_measure(
-    teacher: nn.Module, meta: dict[str, Any], cfg: TrainConfig, pcfg: PruneConfig, out: Path, has_data: bool
-) -> dict[str, Any]:
+    teacher: nn.Module,
+    meta: dict[str, Any],
+    cfg: TrainConfig,
+    pcfg: PruneConfig,
+    out: Path,
+    has_data: bool,
+    world: distributed.World,
+) -> dict[str, Any] | None:
+    """The report on rank 0; None on the other ranks, which only fine-tune."""
     spec: PreprocessSpec = meta["preprocess_spec"]
     shape = spec.input_shape
     student = copy.deepcopy(teacher)
@@ -247,15 +276,17 @@ def _prune_and_measure(
 
     parts: TaskParts | None = None
     if has_data and meta["task"] == "classify":
-        parts = classify_parts(cfg, spec, tuple(meta["class_names"]), pcfg.temperature)
+        parts = classify_parts(cfg, spec, tuple(meta["class_names"]), pcfg.temperature, world)
     elif has_data:
-        parts = detect_parts(cfg, spec, meta, pcfg.distill_loss)
-    before_metrics = parts.evaluate(teacher) if parts else {}
-    pruned_only = parts.evaluate(student) if parts else {}
+        parts = detect_parts(cfg, spec, meta, pcfg.distill_loss, world)
+    before_metrics = parts.evaluate(teacher) if parts and world.is_main else {}
+    pruned_only = parts.evaluate(student) if parts and world.is_main else {}
     tuned = FinetuneResult(best_epoch=0, best=dict(pruned_only), planned_epochs=0)
     if parts:
         distill_from = teacher if pcfg.distill else None
-        tuned = finetune(student, distill_from, parts, cfg, pcfg, out / "metrics.csv", pruned_only)
+        tuned = finetune(student, distill_from, parts, cfg, pcfg, out / "metrics.csv", pruned_only, world)
+    if not world.is_main:
+        return None
     best_epoch, after_metrics = tuned.best_epoch, tuned.best
     student = student.eval().to(memory_format=torch.contiguous_format)
 
@@ -299,6 +330,7 @@ def _prune_and_measure(
             "distill_loss": pcfg.distill_loss if meta["task"] == "detect" else f"kl (T={pcfg.temperature:g})",
             "lr": cfg.lr,
             "data": cfg.data if has_data else None,
+            "world_size": world.size,  # processes that fine-tuned (torchrun --nproc_per_node)
         },
         "metric": parts.metric if parts else None,
         "before": before,
@@ -328,13 +360,20 @@ def prune_sweep(checkpoint: str | Path, out: str | Path, ratios: Sequence[float]
         check_prune_args(r, None)
     out = Path(out)
     runs: list[dict[str, Any]] = []
-    for r in ratios:
-        runs.append(prune_checkpoint(checkpoint, out / f"ratio_{r:g}", replace(pcfg, ratio=r, target_gflops=None)))
-        if runs[0]["metric"] is None:
-            raise EdgecamError("the sweep plots accuracy against GFLOPs: it needs validation data", fix="pass --data")
-    metric = runs[0]["metric"]
-    points = [{"ratio": 0.0, **runs[0]["before"]}] + [{"ratio": r["pruning"]["ratio"], **r["after"]} for r in runs]
-    plot = plot_metric_vs_gflops(points, metric, out / "accuracy_vs_gflops.png")
-    report = {"checkpoint": str(checkpoint), "metric": metric, "points": points, "runs": runs, "plot": str(plot)}
-    (out / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with distributed.session() as world:  # one process group for all the runs
+        for r in ratios:
+            pruned = prune_checkpoint(checkpoint, out / f"ratio_{r:g}", replace(pcfg, ratio=r, target_gflops=None))
+            runs.append(pruned)
+            if runs[0]["metric"] is None:
+                raise EdgecamError(
+                    "the sweep plots accuracy against GFLOPs: it needs validation data", fix="pass --data"
+                )
+        metric = runs[0]["metric"]
+        points = [{"ratio": 0.0, **runs[0]["before"]}] + [{"ratio": r["pruning"]["ratio"], **r["after"]} for r in runs]
+        plot = out / "accuracy_vs_gflops.png"
+        if world.is_main:
+            plot_metric_vs_gflops(points, metric, plot)
+        report = {"checkpoint": str(checkpoint), "metric": metric, "points": points, "runs": runs, "plot": str(plot)}
+        if world.is_main:
+            (out / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

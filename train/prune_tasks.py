@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train import distributed
 from edgecam.train.config import TrainConfig
 
 
@@ -69,7 +70,13 @@ class TaskParts:
     clip: float | None
 
 
-def classify_parts(cfg: TrainConfig, spec: PreprocessSpec, classes: tuple[str, ...], temperature: float) -> TaskParts:
+def classify_parts(
+    cfg: TrainConfig,
+    spec: PreprocessSpec,
+    classes: tuple[str, ...],
+    temperature: float,
+    world: distributed.World = distributed.World(),
+) -> TaskParts:
     from edgecam.runtime.imagefolder import load_splits
     from edgecam.train.data import ClassificationDataset
     from edgecam.train.trainer import evaluate
@@ -78,11 +85,10 @@ def classify_parts(cfg: TrainConfig, spec: PreprocessSpec, classes: tuple[str, .
     if tuple(train_split.classes) != classes:
         raise EdgecamError(f"the data's classes {train_split.classes} differ from the checkpoint's {classes}")
     train_ds = ClassificationDataset(train_split, spec, cfg.augment, cfg.seed, "training images")
-    val_dl = DataLoader(ClassificationDataset(val_split, spec, None, cfg.seed, "validation images"), batch_size=128)
+    val_ds = ClassificationDataset(val_split, spec, None, cfg.seed, "validation images") if world.is_main else []
+    val_dl = DataLoader(val_ds, batch_size=128)  # rank 0 alone validates
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_ds, batch_size=cfg.batch, shuffle=True, generator=gen, drop_last=len(train_ds) > cfg.batch
-    )
+    loader = DataLoader(train_ds, generator=gen, **distributed.loader_args(train_ds, cfg.batch, cfg.seed, world))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def evaluate_top1(model: nn.Module) -> dict[str, Any]:
@@ -102,7 +108,13 @@ def classify_parts(cfg: TrainConfig, spec: PreprocessSpec, classes: tuple[str, .
     )
 
 
-def detect_parts(cfg: TrainConfig, spec: PreprocessSpec, meta: dict[str, Any], distill_loss: str) -> TaskParts:
+def detect_parts(
+    cfg: TrainConfig,
+    spec: PreprocessSpec,
+    meta: dict[str, Any],
+    distill_loss: str,
+    world: distributed.World = distributed.World(),
+) -> TaskParts:
     from edgecam.train.detection.datasets import load_detection_data
     from edgecam.train.detection.loss import DetectionLoss
     from edgecam.train.detection.trainer import detection_loader, fitness
@@ -110,8 +122,8 @@ def detect_parts(cfg: TrainConfig, spec: PreprocessSpec, meta: dict[str, Any], d
 
     strides = list(meta["detect"]["strides"])
     det_train, det_val = load_detection_data(cfg.data, "train"), load_detection_data(cfg.data, "val")
-    train_ds, loader = detection_loader(det_train, spec, cfg)
-    val_images = load_val_images(det_val)
+    train_ds, loader = detection_loader(det_train, spec, cfg, world)
+    val_images = load_val_images(det_val) if world.is_main else []  # rank 0 alone validates
     criterion = DetectionLoss(
         len(det_train.class_names), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain
     )

@@ -6,7 +6,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.imagefolder import load_splits
 from edgecam.runtime.metrics import classification_report
 from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train import distributed
 from edgecam.train.config import TrainConfig
 from edgecam.train.data import ClassificationDataset
+from edgecam.train.distributed import World
 from edgecam.train.loop import EpochEnd, EpochTracker, Resumable, finish_resume, initial_model, save_checkpoints
 from edgecam.train.plots import plot_confusion, plot_curves
 from edgecam.train.registry import model_task
@@ -40,6 +42,8 @@ class TrainResult:
     plots: list[Path] = field(default_factory=list)
     stop_reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    world_size: int = 1  # processes that trained (torchrun --nproc_per_node)
+    distributed: dict[str, Any] | None = None  # under torchrun: backend, per-rank batch, samples per rank
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,8 @@ class TrainResult:
             "stop_reason": self.stop_reason,
             "warnings": self.warnings,
             "plots": [str(p) for p in self.plots],
+            "world_size": self.world_size,
+            **({"distributed": self.distributed} if self.distributed else {}),
         }
 
 
@@ -138,8 +144,15 @@ def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
 def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Train, early-stop on validation top-1, write best.pt/last.pt, metrics.csv, plots and results.json.
 
-    `resume`: continue the interrupted run in `cfg.out` from its last finished epoch.
+    `resume`: continue the interrupted run in `cfg.out` from its last finished epoch. Under torchrun every rank
+    trains its shard (see `edgecam.train.distributed`), rank 0 alone writes, and every rank returns rank 0's result.
     """
+    with distributed.session() as world:
+        return distributed.share(world, _train_classifier(cfg, resume, world))
+
+
+def _train_classifier(cfg: TrainConfig, resume: bool, world: World) -> TrainResult | None:
+    cfg = replace(cfg, progress=cfg.progress and world.is_main)
     if not cfg.weights and model_task(cfg.model) != "classify":
         raise EdgecamError(f"model {cfg.model!r} is not a classifier", fix="pick a model for --task classify")
     seed_everything(cfg.seed)
@@ -151,12 +164,12 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     classes = train_split.classes
     train_ds = ClassificationDataset(train_split, spec, cfg.augment, cfg.seed, "training images")
-    val_ds = ClassificationDataset(val_split, spec, None, cfg.seed, "validation images")
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(
-        train_ds, batch_size=cfg.batch, shuffle=True, generator=gen, drop_last=len(train_ds) > cfg.batch
-    )
-    val_dl = DataLoader(val_ds, batch_size=max(cfg.batch, 128))
+    train_dl = DataLoader(train_ds, generator=gen, **distributed.loader_args(train_ds, cfg.batch, cfg.seed, world))
+    val_dl = None  # rank 0 alone validates
+    if world.is_main:
+        val_ds = ClassificationDataset(val_split, spec, None, cfg.seed, "validation images")
+        val_dl = DataLoader(val_ds, batch_size=max(cfg.batch, 128))
 
     model, name, args, extra = initial_model(cfg, "classify", classes, model_args(cfg, len(classes)))
     # channels_last (NHWC) for the dense default models, because it measured faster on CPU. Timed in one process on
@@ -164,13 +177,14 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     # 15-18% and eval 14-36% faster than NCHW; ecnet_s 128px batch 32, eval 10-26% faster, a training step -11% to
     # +18% (within the noise). Kept for both trainers and the fine-tune.
     model = model.to(memory_format=torch.channels_last)
+    step_model = distributed.wrap(model, world, cfg.sync_bn)  # DDP under torchrun; `model` is validated and saved
     opt = build_optimizer(model, cfg)
     tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
     run = Resumable(model, opt, sched, gen, tracker)
-    history, best_metrics, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume)
+    history, best_metrics, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume, write=world.is_main)
 
     def validate(net: nn.Module) -> tuple[dict[str, float], float, dict[str, Any]]:
         val = evaluate(net, val_dl, eval_criterion, classes)
@@ -208,16 +222,19 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         resumable=run,
         out=out,
         progress=cfg.progress,
+        world=world,
     )
+    seen = 0  # images this rank trained on in the last epoch
     for epoch in range(first_epoch, cfg.epochs + 1):
         train_ds.set_epoch(epoch)
+        distributed.set_epoch(train_dl, epoch)
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
         for x, y in bar:
             if cfg.input_noise > 0:
                 x = x + torch.randn_like(x) * cfg.input_noise
-            logits = model(x.contiguous(memory_format=torch.channels_last))
+            logits = step_model(x.contiguous(memory_format=torch.channels_last))
             loss = criterion(logits, y)
             if cfg.l1 > 0:
                 loss = loss + cfg.l1 * l1_penalty(model)
@@ -229,15 +246,22 @@ def train_classifier(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        if end(epoch, model, {"train_loss": total_loss / seen, "train_acc": correct / seen}, opt.param_groups[0]["lr"]):
+        sums = distributed.sum_over_ranks(world, {"loss": total_loss, "correct": correct, "seen": seen})
+        train = {"train_loss": sums["loss"] / sums["seen"], "train_acc": sums["correct"] / sums["seen"]}
+        if end(epoch, model, train, opt.param_groups[0]["lr"]):
             break
+    samples = distributed.gather(world, seen)
+    if not world.is_main:
+        return None
     best_metrics = end.best
 
     plots = [
         plot_curves(history, out / "curves.png", best_epoch=tracker.best_epoch),
         plot_confusion(np.asarray(best_metrics["confusion_matrix"]), classes, out / "confusion_matrix.png"),
     ]
-    return finish_run(out, tracker, best_metrics, history, start, plots, metric="val_acc")
+    return finish_run(
+        out, tracker, best_metrics, history, start, plots, metric="val_acc", world=world, samples=samples, cfg=cfg
+    )
 
 
 def finish_run(
@@ -248,8 +272,12 @@ def finish_run(
     start: float,
     plots: list[Path],
     metric: str,
+    world: World = World(),
+    samples: list[int] | None = None,
+    cfg: TrainConfig | None = None,
 ) -> TrainResult:
-    """The end of every training run: why it stopped, the result object and its results.json."""
+    """The end of every training run: why it stopped, the result object and its results.json (with the number of
+    processes that trained, and under torchrun how they shared the data: `samples` per rank in the last epoch)."""
     finish_resume(out)
     result = TrainResult(
         out / "best.pt",
@@ -263,7 +291,10 @@ def finish_run(
         plots,
         stop_reason=tracker.reason(len(history)),
         warnings=tracker.warnings(history, metric),
+        world_size=world.size,
     )
+    if world.distributed and cfg is not None:
+        result.distributed = distributed.summary(world, cfg.batch // world.size, samples or [], cfg.sync_bn)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 

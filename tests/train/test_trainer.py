@@ -100,6 +100,16 @@ def _interrupt_after(data, out, epochs, stop_after, **kw):
     return cfg
 
 
+def test_resume_after_the_last_epoch_only_finishes_the_run(color_data, tmp_path):
+    """Interrupted after the last epoch's state was saved (while plotting): --resume trains nothing more and writes
+    the results."""
+    cfg = _interrupt_after(color_data, tmp_path, epochs=2, stop_after=2, dropout=0.0)
+    resumed = train_classifier(cfg, resume=True)
+    assert resumed.epochs_run == 2 and resumed.world_size == 1
+    assert json.loads((tmp_path / "results.json").read_text())["world_size"] == 1
+    assert not (tmp_path / "resume.pt").exists()
+
+
 def test_resume_needs_a_run_that_stopped(color_data, tmp_path):
     done = train_classifier(quick(color_data, tmp_path, epochs=1))
     with pytest.raises(EdgecamError, match="nothing to resume"):

@@ -3,6 +3,7 @@ with EMA weights, mosaic closed for the last epochs, and COCO mAP as the validat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import PreprocessSpec
+from edgecam.train import distributed
 from edgecam.train.config import TrainConfig
 from edgecam.train.detection.augment import DetAugmentConfig
 from edgecam.train.detection.data import DetectionDataset, collate_detection
@@ -61,18 +63,19 @@ def det_augment(cfg: TrainConfig) -> DetAugmentConfig:
 WORKER_CONTEXT = "spawn"
 
 
-def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) -> tuple[DetectionDataset, DataLoader]:
-    """The augmented, seeded training loader (shared with pruning's fine-tune)."""
+def detection_loader(
+    det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig, world: distributed.World = distributed.World()
+) -> tuple[DetectionDataset, DataLoader]:
+    """The augmented, seeded training loader, this rank's share of it under torchrun (shared with pruning's
+    fine-tune)."""
     dataset = DetectionDataset(det, spec, det_augment(cfg), cfg.seed)
     loader = DataLoader(
         dataset,
-        batch_size=cfg.batch,
-        shuffle=True,
         generator=torch.Generator().manual_seed(cfg.seed),
         collate_fn=collate_detection,
         num_workers=cfg.workers,
-        drop_last=len(dataset) > cfg.batch,
         persistent_workers=cfg.workers > 0,
+        **distributed.loader_args(dataset, cfg.batch, cfg.seed, world),
         multiprocessing_context=WORKER_CONTEXT if cfg.workers > 0 else None,
     )
     return dataset, loader
@@ -81,8 +84,16 @@ def detection_loader(det: DetDataset, spec: PreprocessSpec, cfg: TrainConfig) ->
 def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Train on a YOLO data.yaml (or COCO JSON); best.pt follows validation mAP; writes CSV, curves, PR plot.
 
-    `resume`: continue the interrupted run in `cfg.out` from its last finished epoch.
+    `resume`: continue the interrupted run in `cfg.out` from its last finished epoch. Under torchrun every rank
+    trains its shard (see `edgecam.train.distributed`), rank 0 alone validates and writes, and every rank returns
+    rank 0's result.
     """
+    with distributed.session() as world:
+        return distributed.share(world, _train_detector(cfg, resume, world))
+
+
+def _train_detector(cfg: TrainConfig, resume: bool, world: distributed.World) -> TrainResult | None:
+    cfg = replace(cfg, progress=cfg.progress and world.is_main)
     if not cfg.weights and model_task(cfg.model) != "detect":
         raise EdgecamError(f"model {cfg.model!r} is not a detector", fix="pick a detector, e.g. --model ecdet_s")
     if cfg.imgsz % 32:
@@ -92,23 +103,24 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         torch.set_num_threads(cfg.threads)
     spec = PreprocessSpec.square(cfg.imgsz, resize="letterbox")
     det_train = load_detection_data(cfg.data, "train")
-    det_val = load_detection_data(cfg.data, "val")
+    det_val = load_detection_data(cfg.data, "val")  # every rank: a bad val split fails them all alike
     classes = det_train.class_names
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_ds, train_dl = detection_loader(det_train, spec, cfg)
-    val_images = load_val_images(det_val)
+    train_ds, train_dl = detection_loader(det_train, spec, cfg, world)
+    val_images = load_val_images(det_val) if world.is_main else []  # rank 0 alone validates
 
     model, name, args, extra = initial_model(cfg, "detect", classes, detection_args(cfg, len(classes)))
     model = model.to(memory_format=torch.channels_last)  # faster dense convs on CPU (measured: train/trainer.py)
     strides = list(model.strides)
-    ema = ModelEMA(model) if cfg.ema else None
+    step_model = distributed.wrap(model, world, cfg.sync_bn)  # DDP under torchrun; `model` is validated and saved
+    ema = ModelEMA(model) if cfg.ema else None  # averages `model` (no DDP `module.` prefix); rank 0's is kept
     opt = build_optimizer(model, cfg)
     tracker = EpochTracker(cfg.epochs, cfg.patience, cfg.time_limit)
     sched = build_scheduler(opt, cfg, len(train_dl), tracker)
     criterion = DetectionLoss(len(classes), tuple(strides), cls_weight=cfg.cls_gain, box_weight=cfg.box_gain)
     run = Resumable(model, opt, sched, train_dl.generator, tracker, ema)
-    history, best_report, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume)
+    history, best_report, first_epoch, start = run.begin(out, to_yaml(cfg.to_dict()), resume, write=world.is_main)
 
     def validate(net: torch.nn.Module) -> tuple[dict[str, float], float, dict[str, Any]]:
         @torch.no_grad()
@@ -151,17 +163,20 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         resumable=run,
         out=out,
         progress=cfg.progress,
+        world=world,
     )
+    seen = 0  # images this rank trained on in the last epoch
     for epoch in range(first_epoch, cfg.epochs + 1):
         if cfg.close_mosaic and epoch > tracker.planned - cfg.close_mosaic:
             train_ds.close_mosaic()
         train_ds.set_epoch(epoch)
+        distributed.set_epoch(train_dl, epoch)
         model.train()
         totals = {"loss": 0.0, "cls": 0.0, "box": 0.0}
-        steps = 0
+        steps = seen = 0
         bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
         for images, targets, _ in bar:
-            preds = model(images.contiguous(memory_format=torch.channels_last))
+            preds = step_model(images.contiguous(memory_format=torch.channels_last))
             loss, parts = criterion(preds, targets, (spec.height, spec.width))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -171,13 +186,18 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             if ema is not None:
                 ema.update(model)
             steps += 1
+            seen += len(images)
             totals["loss"] += float(loss.detach())
             totals["cls"] += parts["cls"]
             totals["box"] += parts["box"]
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}", fg=parts["fg"])
-        train = {"train_loss": totals["loss"], "cls_loss": totals["cls"], "box_loss": totals["box"]}
-        if end(epoch, model, {k: v / max(steps, 1) for k, v in train.items()}, opt.param_groups[0]["lr"]):
+        sums = distributed.sum_over_ranks(world, {**totals, "steps": steps})  # the mean over every rank's steps
+        train = {"train_loss": sums["loss"], "cls_loss": sums["cls"], "box_loss": sums["box"]}
+        if end(epoch, model, {k: v / max(sums["steps"], 1) for k, v in train.items()}, opt.param_groups[0]["lr"]):
             break
+    samples = distributed.gather(world, seen)
+    if not world.is_main:
+        return None
     best_report = end.best
 
     plots = [
@@ -192,4 +212,6 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         plot_pr_curves(best_report, out / "pr_curve.png"),
     ]
     best_metrics = {k: v for k, v in best_report.items() if k != "pr_curves"}
-    return finish_run(out, tracker, best_metrics, history, start, plots, metric="map50")
+    return finish_run(
+        out, tracker, best_metrics, history, start, plots, metric="map50", world=world, samples=samples, cfg=cfg
+    )
