@@ -318,8 +318,9 @@ def section_lines(results: dict[str, Any], command: str) -> list[str]:
         "but the tracker's motion-gated stage was first tried on held-out seeds 101-105 of this bench before it was "
         "checked on tuning seeds, so they are not quite blind to it. Tuning seeds "
         f"{seeds(tuning)} are reported below. "
-        "The normal videos' far walkers cross the frame in 1-2 s (up to two box widths a frame at 10 FPS: the "
-        "generator scales their speed with the frame, not with their size), which is most of what they miss.",
+        "Walkers move at 0.8-1.6 body heights per second (the generator once moved far, small walkers across the "
+        "frame in 1-2 s, two box widths a frame, which no tracker follows: the normal videos' pooled line count "
+        "error was 7.6 % and zone_enter recall 0.92 with that generator).",
         "",
     ]
     for mode in modes:
