@@ -61,6 +61,8 @@ def test_rss_bytes_is_this_process_resident_memory():
 def test_telemetry_exports_the_process_memory():
     from edgecam.runtime.telemetry import Telemetry
 
-    text = Telemetry().exposition().decode()
-    line = next(ln for ln in text.splitlines() if ln.startswith("edgecam_process_resident_memory_bytes "))
-    assert float(line.split()[1]) > 10 * 2**20
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(Telemetry().exposition().decode())}
+    (sample,) = families["edgecam_process_resident_memory_bytes"].samples
+    assert sample.value > 10 * 2**20 and sample.labels.get("device"), "resident memory, labelled with the device"
