@@ -32,7 +32,7 @@ from edgecam.runtime.errors import EdgecamError
 from edgecam.runtime.preprocess import MAX_SIDE
 
 DEFAULT_RATIOS = (0.0, 0.3, 0.5)
-SIZE_STEPS = (1.0, 0.75, 0.5)  # default input sizes: the model's own and two smaller, as fractions of it
+SIZE_STEPS = (1.0, 0.5)  # default input sizes: the model's own and half of it (`--sizes` for more)
 # Per engine: what a precision exports (the variants export_bundle writes) and which of them is timed. Accuracy-
 # controlled INT8 for ONNX Runtime goes through NNCF on the IR: the layers it keeps in float are excluded from the
 # ONNX QDQ file (export/bundle_writer.py), so that bundle carries the IR it was decided on as well.
@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8", "int8-ac")  # cheapest to build first
+STAGE_DONE = "fit-stage.json"  # written into a cached checkpoint's folder once it is complete
 MIN_SIZE = 16  # the smallest input size the trainer fine-tunes at (train/config.py)
 
 
@@ -63,9 +64,9 @@ class FitOptions:
     latency_ms: float | None = None
     time_limit: float = 10.0  # minutes for the whole search
     ratios: tuple[float, ...] = DEFAULT_RATIOS
-    sizes: tuple[int, ...] | None = None  # None: the model's size and two smaller
+    sizes: tuple[int, ...] | None = None  # None: the model's size and half of it
     precisions: tuple[str, ...] | None = None  # None: the profile's, INT8 with and without accuracy control
-    finetune_epochs: int = 2
+    finetune_epochs: int = 1
     batch: int = 1  # inputs per inference call: a frame's slot crops go in one call
     runs: int = 100
     warmup: int = 10
@@ -150,7 +151,7 @@ def precisions_for(profile: DeviceProfile, asked: tuple[str, ...] | None) -> tup
 
 
 def default_sizes(native: int, step: int) -> tuple[int, ...]:
-    """The model's input size and two smaller ones, multiples of `step` (8; a detector's largest stride)."""
+    """The model's input size and half of it, multiples of `step` (8; a detector's largest stride)."""
     sizes = []
     for f in SIZE_STEPS:
         s = max(step, int(round(native * f / step)) * step)
@@ -260,13 +261,14 @@ def fit(
             cand.note = "time limit reached before it started"
             continue
         bar.set_description(f"fit: {cand.label}")
-        skip = _skip_reason(cand, rows, opts.max_drop)
+        skip = should_skip(cand, rows, opts.max_drop)
         if skip:
             cand.status, cand.note = "skipped", skip
             continue
         t0 = time.monotonic()
         try:
-            _measure(cand, builder, precisions, threads, deadline)
+            minutes = builder.share(rows, deadline)
+            _measure(cand, builder, precisions, threads, minutes)
             cand.device_latency_ms = round(cand.latency_here_ms * profile.speed_factor, 4)
             cand.meets_budget = cand.device_latency_ms <= latency_budget
         except EdgecamError as exc:
@@ -329,7 +331,7 @@ def fit(
     return FitResult(report, rows, chosen)
 
 
-def _skip_reason(cand: Candidate, rows: list[Candidate], max_drop: float) -> str:
+def should_skip(cand: Candidate, rows: list[Candidate], max_drop: float) -> str:
     """Accuracy control only reverts layers when plain INT8 lost more than `max_drop`: when it did not, the result
     would be the same model, so the candidate is not built twice."""
     if cand.precision != "int8-ac":
@@ -342,13 +344,13 @@ def _skip_reason(cand: Candidate, rows: list[Candidate], max_drop: float) -> str
     return ""
 
 
-def _measure(cand: Candidate, builder: _Builder, precisions: tuple[str, ...], threads: int, deadline: float) -> None:
+def _measure(cand: Candidate, builder: _Builder, precisions: tuple[str, ...], threads: int, minutes: float) -> None:
     """Build (or take from the cache) the candidate's checkpoint and bundle; read the variant's validation accuracy
     from the manifest and time it here."""
     from edgecam.devices.benchmark import time_variant
     from edgecam.runtime.bundle import load_bundle
 
-    ckpt, cand.checkpoint_cached = builder.checkpoint(cand.ratio, cand.size, deadline)
+    ckpt, cand.checkpoint_cached = builder.checkpoint(cand.ratio, cand.size, minutes)
     cand.checkpoint = str(ckpt)
     bundle, manifest = builder.bundle(ckpt, cand, precisions)
     entry = manifest["variants"][cand.variant]
@@ -412,23 +414,37 @@ class _Builder:
         key = hashlib.sha256(json.dumps([key, *settings]).encode()).hexdigest()[:12]
         self.cache = out / "cache" / key
 
-    def checkpoint(self, ratio: float, size: int, deadline: float) -> tuple[Path, bool]:
+    def built(self, ratio: float, size: int) -> bool:
+        return (ratio == 0 and size == self.native_size) or (self._folder(ratio, size) / STAGE_DONE).is_file()
+
+    def _folder(self, ratio: float, size: int) -> Path:
+        return self.cache / f"prune{ratio:g}-{size}px"
+
+    def share(self, rows: list[Candidate], deadline: float) -> float:
+        """Minutes one fine-tune may take: the time left split evenly over the fine-tunes still to come (a pruned
+        smaller model counts the resize fine-tune it starts from), so the first ones do not eat the whole search."""
+        units = {(c.ratio, c.size) for c in rows if c.status == "not tried"}
+        units |= {(0.0, s) for r, s in units if r > 0}
+        todo = sum(not self.built(r, s) for r, s in units)
+        return max((deadline - time.monotonic()) / 60 / max(todo, 1), 0.05)
+
+    def checkpoint(self, ratio: float, size: int, minutes: float) -> tuple[Path, bool]:
         """The checkpoint of (ratio, size) and whether it was cached: the original at its own size; at another size
         a short fine-tune from it (`edgecam train --weights`); pruned: `edgecam prune` of that, fine-tuned."""
         if ratio == 0 and size == self.native_size:
             return self.checkpoint_path, True
-        folder = self.cache / f"prune{ratio:g}-{size}px"
-        done = folder / "fit-stage.json"
-        if done.is_file():
+        folder = self._folder(ratio, size)
+        if self.built(ratio, size):
             return folder / "best.pt", True
         shutil.rmtree(folder, ignore_errors=True)
-        minutes = max((deadline - time.monotonic()) / 60, 0.05)
         if ratio == 0:
             seconds = self._resize(size, folder, minutes)
         else:
-            src, _ = self.checkpoint(0.0, size, deadline)
-            seconds = self._prune(src, ratio, folder, max((deadline - time.monotonic()) / 60, 0.05))
-        done.write_text(json.dumps({"ratio": ratio, "size": size, "seconds": round(seconds, 1)}) + "\n")
+            src, _ = self.checkpoint(0.0, size, minutes)
+            seconds = self._prune(src, ratio, folder, minutes)
+        (folder / STAGE_DONE).write_text(
+            json.dumps({"ratio": ratio, "size": size, "seconds": round(seconds, 1)}) + "\n"
+        )
         return folder / "best.pt", False
 
     def _resize(self, size: int, folder: Path, minutes: float) -> float:
