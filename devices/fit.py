@@ -339,9 +339,12 @@ def should_skip(cand: Candidate, rows: list[Candidate], max_drop: float) -> str:
     plain = next((c for c in rows if (c.ratio, c.size, c.precision) == (cand.ratio, cand.size, "int8")), None)
     if plain is None or plain.status != "measured" or not plain.gate or plain.gate.get("drop") is None:
         return ""
-    if plain.gate["drop"] <= max_drop:
-        return f"plain INT8 lost {plain.gate['drop']:g} points (<= {max_drop:g}): accuracy control would change nothing"
-    return ""
+    drop = plain.gate["drop"]
+    if drop > max_drop:
+        return ""
+    lost = f"lost {drop:.2f} points (<= {max_drop:g})" if drop > 0 else "lost nothing"
+    lost = f"gained {-drop:.2f} points" if drop < 0 else lost
+    return f"plain INT8 {lost}: accuracy control would change nothing"
 
 
 def _measure(cand: Candidate, builder: _Builder, precisions: tuple[str, ...], threads: int, minutes: float) -> None:

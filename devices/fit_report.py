@@ -102,7 +102,8 @@ def plot_fit(rows: list[Any], budget_ms: float, profile: DeviceProfile, metric: 
         ylabel=name,
         title=f"edgecam fit: {name} vs latency (green meets the budget)",
     )
-    ax.grid(alpha=0.3)
+    ax.set_xscale("log")  # latencies and budgets span orders of magnitude (0.1 ms models, 100 ms budgets)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
