@@ -255,28 +255,32 @@ def fit(
     deadline = started + opts.time_limit * 60
     stopped_for_time = False
     bar = tqdm(rows, desc="fit", unit="candidate", disable=not opts.progress)
-    for cand in bar:
-        if time.monotonic() > deadline and any(c.status != "not tried" for c in rows):
-            stopped_for_time = True
-            cand.note = "time limit reached before it started"
-            continue
-        bar.set_description(f"fit: {cand.label}")
-        skip = should_skip(cand, rows, opts.max_drop)
-        if skip:
-            cand.status, cand.note = "skipped", skip
-            continue
-        t0 = time.monotonic()
-        try:
-            minutes = builder.share(rows, deadline)
-            _measure(cand, builder, precisions, threads, minutes)
-            cand.device_latency_ms = round(cand.latency_here_ms * profile.speed_factor, 4)
-            cand.meets_budget = cand.device_latency_ms <= latency_budget
-        except EdgecamError as exc:
-            cand.status, cand.note = "failed", str(exc)
-        cand.seconds = round(time.monotonic() - t0, 1)
-        best = choose(rows)
-        bar.set_postfix_str(f"best {best.label} {best.accuracy:.3f}" if best else "none meets the budget yet")
-    bar.close()
+    try:
+        for cand in bar:
+            if time.monotonic() > deadline and any(c.status != "not tried" for c in rows):
+                stopped_for_time = True
+                cand.note = "time limit reached before it started"
+                continue
+            bar.set_description(f"fit: {cand.label}")
+            skip = should_skip(cand, rows, opts.max_drop)
+            if skip:
+                cand.status, cand.note = "skipped", skip
+                continue
+            t0 = time.monotonic()
+            try:
+                minutes = builder.share(rows, deadline)
+                _measure(cand, builder, precisions, threads, minutes)
+                cand.device_latency_ms = round(cand.latency_here_ms * profile.speed_factor, 4)
+                cand.meets_budget = cand.device_latency_ms <= latency_budget
+            except EdgecamError as exc:
+                if cand is rows[0]:  # the model as given cannot be exported or measured: bad input
+                    raise
+                cand.status, cand.note = "failed", str(exc)
+            cand.seconds = round(time.monotonic() - t0, 1)
+            best = choose(rows)
+            bar.set_postfix_str(f"best {best.label} {best.accuracy:.3f}" if best else "none meets the budget yet")
+    finally:
+        bar.close()  # before any error line, so it starts a line of its own
 
     chosen = choose(rows)
     verify = None

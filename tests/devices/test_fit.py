@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, color_data, capsys, change, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("edgecam fit: error:") and message in err
     assert not (tmp_path / "o").exists(), "nothing was built"
+
+
+def test_importing_fit_loads_neither_torch_nor_train_nor_export():
+    """DESIGN.md: devices/ reaches train/ and export/ only inside fit's functions, lazily."""
+    code = (
+        "import sys, edgecam.devices.fit, edgecam.devices.fit_report; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('edgecam.train', 'edgecam.export'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_data_that_does_not_fit_the_model_stops_at_the_first_candidate_with_exit_2(tmp_path, tiny_checkpoint, capsys):
+    """The model as given must export and measure; when it cannot, the input is wrong and the grid is not tried."""
+    from tests.conftest import write_color_dataset
+
+    other = write_color_dataset(tmp_path / "data", 3, seed=5, split="val")
+    (other / "val" / "red").rename(other / "val" / "purple")
+    args = ["fit", str(tiny_checkpoint), "--device", "x86-generic", "--data", str(other), "--out", str(tmp_path / "o")]
+    assert main([*args, "--precisions", "fp32", "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'purple' is not among the model's classes" in err
+    assert not (tmp_path / "o" / "fit.json").exists()
 
 
 # ---------------------------------------------------------------------------------------- the rules, alone
