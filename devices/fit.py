@@ -377,9 +377,10 @@ def _measure(cand: Candidate, builder: _Builder, precisions: tuple[str, ...], th
 
 
 def _final_bundle(chosen: Candidate, builder: _Builder, dest: Path) -> dict[str, Any]:
-    """OUT/bundle holds the chosen variant only (so `edgecam run` takes it by default): a copy of the candidate's
-    bundle when that is all it holds, else exported again from the same checkpoint with the same calibration, whose
-    accuracy must come out as measured. Then `edgecam verify` (checksums, golden frames) must pass."""
+    """OUT/bundle holds the chosen precision's variant(s) only (so `edgecam run` takes it by default): a copy of the
+    candidate's bundle when that is all it holds, else exported again from the same checkpoint with the same
+    calibration (an accuracy that comes out differently is noted on the row). Then `edgecam verify` (checksums,
+    golden frames) must pass."""
     from edgecam.runtime.bundle import MANIFEST
     from edgecam.runtime.verify import verify_bundle
 
