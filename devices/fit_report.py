@@ -70,6 +70,7 @@ def plot_fit(rows: list[Any], budget_ms: float, profile: DeviceProfile, metric: 
     """Accuracy against predicted device latency, one marker per precision, the budget as a vertical line and the
     chosen point ringed; candidates that were not measured do not appear."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -84,9 +85,9 @@ def plot_fit(rows: list[Any], budget_ms: float, profile: DeviceProfile, metric: 
                 [c.accuracy for c in pts],
                 marker=marker,
                 c=["tab:green" if c.meets_budget else "tab:red" for c in pts],
-                label=precision,
                 alpha=0.8,
             )
+            ax.scatter([], [], marker=marker, c="tab:gray", label=precision)  # the legend shows shape, not colour
     for c in measured:
         ax.annotate(f"{c.ratio:g}/{c.size}", (c.device_latency_ms, c.accuracy), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")  # fmt: skip
@@ -103,6 +104,10 @@ def plot_fit(rows: list[Any], budget_ms: float, profile: DeviceProfile, metric: 
         title=f"edgecam fit: {name} vs latency (green meets the budget)",
     )
     ax.set_xscale("log")  # latencies and budgets span orders of magnitude (0.1 ms models, 100 ms budgets)
+    plain = matplotlib.ticker.FormatStrFormatter("%g")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=6)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
