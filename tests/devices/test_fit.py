@@ -123,7 +123,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, color_data, capsys, change, 
 def test_importing_fit_loads_neither_torch_nor_train_nor_export():
     """DESIGN.md: devices/ reaches train/ and export/ only inside fit's functions, lazily."""
     code = (
-        "import sys, edgecam.devices.fit, edgecam.devices.fit_report; "
+        "import sys, edgecam.devices.fit, edgecam.devices.fit_build, edgecam.devices.fit_report; "
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('edgecam.train', 'edgecam.export'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
