@@ -554,6 +554,45 @@ def cmd_install(args: argparse.Namespace) -> int:
     return outcome.code
 
 
+def _numbers(text: str | None, kind: type, flag: str) -> tuple | None:
+    from edgecam.runtime.errors import EdgecamError
+
+    if text is None:
+        return None
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise EdgecamError(f"{flag} {text!r} must be comma-separated numbers", fix=f"e.g. {flag} 0,0.3,0.5") from None
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from edgecam.devices.fit import FitOptions, fit
+    from edgecam.devices.fit_report import format_table
+
+    opts = FitOptions(
+        fps=args.fps,
+        cameras=args.cameras,
+        latency_ms=args.latency_ms,
+        time_limit=args.time_limit,
+        ratios=_numbers(args.ratios, float, "--ratios") or FitOptions.ratios,
+        sizes=_numbers(args.sizes, int, "--sizes"),
+        precisions=tuple(p.strip() for p in args.precisions.split(",") if p.strip()) if args.precisions else None,
+        finetune_epochs=args.finetune_epochs,
+        batch=args.batch,
+        runs=args.runs,
+        calib=args.calib,
+        max_drop=args.max_drop,
+        progress=not args.json,
+    )
+    out = args.out or f"runs/fit/{Path(args.device).stem}"
+    result = fit(args.checkpoint, args.device, args.data, out, opts)
+    _emit(args, result.report, format_table(result.report))
+    if result.chosen is None:
+        why = result.report["closest"] or "no candidate could be measured"
+        print(f"edgecam fit: nothing meets the budget; {why}", file=sys.stderr)
+    return result.exit_code
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from edgecam.runtime.config.docs import schema_json
 
@@ -938,6 +977,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds the new release has to answer /health with 200 (default: %(default)s)",
     )
+
+    p = add(
+        "fit",
+        cmd_fit,
+        "search prune ratio x input size x precision for the most accurate variant that meets a device's budget; "
+        "writes OUT/bundle, OUT/fit.json and OUT/fit.png (exit 1 when nothing meets it)",
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--device", required=True, help="device profile name (see `edgecam devices`) or your profile YAML")
+    p.add_argument("--data", required=True, help="the dataset: fine-tuning, calibration and validation accuracy")
+    p.add_argument("--fps", type=float, help="budget: frames per second per camera (with --cameras)")
+    p.add_argument("--cameras", type=int, help="budget: cameras served at --fps each")
+    p.add_argument("--latency-ms", type=float, help="budget: one inference's latency instead of fps")
+    p.add_argument("--time-limit", type=float, default=10.0, help="minutes for the search (%(default)s)")
+    p.add_argument("--out", help="output folder (default runs/fit/PROFILE)")
+    p.add_argument("--ratios", help="pruning ratios to try (default 0,0.3,0.5)")
+    p.add_argument("--sizes", help="input sizes to try (default: the model's and half, e.g. 64,32)")
+    p.add_argument("--precisions", help="fp32,fp16,bf16,int8,int8-ac (default: the profile's; int8 both ways)")
+    p.add_argument("--finetune-epochs", type=_positive_int, default=1, help="epochs per prune / resize fine-tune")
+    p.add_argument("--batch", type=_positive_int, default=1, help="inputs per inference call (slot crops)")
+    p.add_argument("--runs", type=_positive_int, default=100, help="timed runs per candidate")
+    p.add_argument("--calib", type=_positive_int, default=300, help="INT8 calibration frames")
+    p.add_argument("--max-drop", type=float, default=0.5, help="accuracy-controlled INT8: points it may lose")
 
     p = add("schema", cmd_schema, "print the JSON Schema of cameras.yaml or of a bundle's edgecam.json")
     p.add_argument("what", choices=["cameras", "manifest"])
