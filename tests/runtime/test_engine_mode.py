@@ -59,9 +59,9 @@ def test_rss_bytes_is_this_process_resident_memory():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the process collector reads /proc")
 def test_telemetry_exports_the_process_memory():
-    from edgecam.runtime.telemetry import Telemetry
-
     from prometheus_client.parser import text_string_to_metric_families
+
+    from edgecam.runtime.telemetry import Telemetry
 
     families = {f.name: f for f in text_string_to_metric_families(Telemetry().exposition().decode())}
     (sample,) = families["edgecam_process_resident_memory_bytes"].samples
