@@ -13,10 +13,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgecam.runtime.config.base import NAME, Float, Int, StrictModel, fail, model_error
+from edgecam.runtime.config.loader import read_yaml
 from edgecam.runtime.device import ORT_PROVIDERS, available_devices, device_string, has_device
 from edgecam.runtime.errors import EdgecamError
 
@@ -154,14 +154,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 @cache
 def _load_file(path: Path) -> DeviceProfile:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise EdgecamError(f"cannot read the device profile: {exc.strerror}", path=path, fix="check the path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise EdgecamError(f"invalid YAML{line}", path=path, fix="check the indentation and quoting") from None
+    raw = read_yaml(path, "device profile")
     if not isinstance(raw, dict):
         raise EdgecamError("a device profile is a mapping of keys", path=path, fix="see devices/profiles/*.yaml")
     raw.setdefault("name", path.stem)

@@ -176,17 +176,22 @@ def _check_mqtt(mqtt: MqttConfig, origin: str | Path) -> None:
                 )
 
 
-def load_cameras_config(path: str | Path) -> RuntimeConfig:
-    """Read and validate a cameras YAML file (bundles' manifests are read, scenarios are built once to check)."""
-    path = Path(path)
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's contents; an unreadable file or bad YAML is one EdgecamError naming the file (and the line)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise EdgecamError(f"cannot read the config: {exc.strerror}", path=path, fix="check the path") from None
+        raise EdgecamError(f"cannot read the {what}: {exc.strerror}", path=path, fix="check the path") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise EdgecamError(f"invalid YAML{line}", path=path, fix="check the indentation and quoting") from None
+
+
+def load_cameras_config(path: str | Path) -> RuntimeConfig:
+    """Read and validate a cameras YAML file (bundles' manifests are read, scenarios are built once to check)."""
+    path = Path(path)
+    raw = read_yaml(path, "config")
     if raw is None:
         raw = {}
     return parse_runtime_config(raw, path, path.parent)
