@@ -17,10 +17,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgecam.runtime.config.base import NAME, Float, Int, StrictModel, fail, model_error
 from edgecam.runtime.config.loader import read_yaml
-from edgecam.runtime.device import ORT_PROVIDERS, available_devices, device_string, has_device
+from edgecam.runtime.device import available_devices, device_string, has_device
 from edgecam.runtime.errors import EdgecamError
-
-__all__ = ["ORT_PROVIDERS", "available_devices", "device_string"]  # kept importable from here
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 ARCHES = ("x86_64", "aarch64")

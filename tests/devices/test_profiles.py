@@ -12,10 +12,10 @@ from edgecam.devices.profiles import (
     PROFILE_DIR,
     DeviceProfile,
     all_profiles,
-    device_string,
     load_profile,
     profile_names,
 )
+from edgecam.runtime.device import device_string
 from edgecam.runtime.errors import EdgecamError
 
 REQUIRED = {"raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "intel-cpu", "intel-igpu", "intel-npu"}

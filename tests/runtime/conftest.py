@@ -176,3 +176,20 @@ def small_video(tmp_path: Path) -> Path:
         writer.write(image)
     writer.release()
     return path
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A Mosquitto on loopback, not yet started (`broker.start()`); skipped without mosquitto, failed in CI."""
+    import os
+
+    from tests.runtime.test_mqtt import MOSQUITTO, Broker
+
+    if MOSQUITTO is None:
+        reason = "mosquitto is not installed (apt-get install mosquitto)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + "; CI must run the MQTT tests")
+        pytest.skip(reason)
+    b = Broker(tmp_path)
+    yield b
+    b.stop()

@@ -7,7 +7,6 @@ the broker through its last will, retained, while the others stay online.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import yaml
 
 from tests.runtime.detect_fixtures import build_tiny_detect_bundle
 from tests.runtime.test_cameras import WHOLE_FRAME, write_video
-from tests.runtime.test_mqtt import MOSQUITTO, Broker, Listener
+from tests.runtime.test_mqtt import Listener
 
 pytestmark = pytest.mark.timeout(240)
 DEVICES = ("store1-box", "store2-box")
@@ -27,19 +26,6 @@ DEVICES = ("store1-box", "store2-box")
 @pytest.fixture(scope="module")
 def detect_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_detect_bundle(tmp_path_factory.mktemp("detect") / "tiny")
-
-
-@pytest.fixture
-def broker(tmp_path):
-    if MOSQUITTO is None:
-        reason = "mosquitto is not installed (apt-get install mosquitto)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; CI must run the MQTT tests")
-        pytest.skip(reason)
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def device_config(folder: Path, device: str, port: int, bundle: Path) -> Path:
@@ -62,6 +48,7 @@ def run_device(config: Path) -> subprocess.Popen:
 
 @pytest.mark.fault
 def test_one_broker_two_devices_and_the_last_will_of_a_killed_one(broker, detect_bundle, tmp_path):
+    broker.start()
     consumer = Listener(broker.port, ["edgecam/+/+/events", "edgecam/+/availability", "edgecam/+/+/state"])
     procs = [run_device(device_config(tmp_path / d, d, broker.port, detect_bundle)) for d in DEVICES]
     killed, survivor = DEVICES

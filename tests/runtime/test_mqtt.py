@@ -117,18 +117,6 @@ class Listener:
 
 
 @pytest.fixture
-def broker(tmp_path):
-    if MOSQUITTO is None:
-        reason = "mosquitto is not installed (apt-get install mosquitto)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; CI must run the MQTT tests")
-        pytest.skip(reason)
-    b = Broker(tmp_path)
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def running(broker):
     broker.start()
     return broker
